@@ -1,0 +1,24 @@
+// Every geolayers op schema, declared once. Kernels register per backend in cpu/ and cuda/;
+// autograd and fake (meta) kernels are registered from Python in geolayers/ops/.
+#include <Python.h>
+#include <torch/library.h>
+
+extern "C" {
+// The module exists only so that `import geolayers._C` loads this library and runs the
+// static registrations below; it exposes no Python functions (ops live in torch.ops.geolayers).
+PyObject* PyInit__C(void) {
+  static struct PyModuleDef module_def = {
+      PyModuleDef_HEAD_INIT, "_C", "geolayers compiled ops (see torch.ops.geolayers)", -1, nullptr};
+  return PyModule_Create(&module_def);
+}
+}
+
+TORCH_LIBRARY(geolayers, m) {
+  // src: (N, F), ptr: (S + 1,) int64 CSR offsets. Returns out: (S, F) and, for "max"/"min",
+  // arg: (S, F) int64 row index of the selected element (-1 for empty segments), else arg: (0,).
+  m.def("segment_reduce_csr(Tensor src, Tensor ptr, str reduce) -> (Tensor, Tensor)");
+  // Gradient with respect to src, (num_rows, F), of segment_reduce_csr.
+  m.def(
+      "segment_reduce_csr_backward(Tensor grad_out, Tensor ptr, Tensor arg, SymInt num_rows, "
+      "str reduce) -> Tensor");
+}

@@ -1,0 +1,43 @@
+"""Compiled ops of geolayers and their pure-PyTorch references.
+
+Every op ``NAME`` has a public function ``NAME`` (validates inputs, picks kernel or reference),
+a reference ``NAME_reference``, and, when the extension is built, a schema
+``torch.ops.geolayers.NAME`` with CPU (and CUDA) kernels, autograd and a fake kernel.
+:func:`backend` reports which of the two runs.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from geolayers.ops._extension import EXTENSION_LOADED, force_reference, has_kernel
+from geolayers.ops.segment import segment_reduce_csr, segment_reduce_csr_reference
+
+#: Public op name -> (compiled-path function, reference function).
+OPS = {
+    "segment_reduce_csr": (segment_reduce_csr, segment_reduce_csr_reference),
+}
+
+
+def backend(device: str | torch.device = "cpu") -> dict[str, str]:
+    """Which implementation each op runs on ``device``: ``"compiled"`` or ``"reference"``.
+
+    Example:
+        >>> geolayers.ops.backend("cpu")["segment_reduce_csr"]
+        'compiled'
+    """
+    device_type = torch.device(device).type
+    report = {}
+    for name in OPS:
+        compiled = not force_reference() and has_kernel(name, device_type)
+        report[name] = "compiled" if compiled else "reference"
+    return report
+
+
+__all__ = [
+    "EXTENSION_LOADED",
+    "OPS",
+    "backend",
+    "segment_reduce_csr",
+    "segment_reduce_csr_reference",
+]
