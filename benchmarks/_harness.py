@@ -63,4 +63,6 @@ def write_json(path: str | None, name: str, rows: Sequence[Row], meta: dict[str,
     if not path:
         return
     with open(path, "w") as fh:
-        json.dump({"benchmark": name, "meta": meta, "rows": [asdict(r) for r in rows]}, fh, indent=2)
+        json.dump(
+            {"benchmark": name, "meta": meta, "rows": [asdict(r) for r in rows]}, fh, indent=2
+        )

@@ -20,11 +20,20 @@ import sys
 import torch
 from torch_geometric.utils import scatter, to_dense_batch
 
-from benchmarks._harness import Row, machine_line, markdown_table, median_time, parse_args, write_json
+from benchmarks._harness import (
+    Row,
+    machine_line,
+    markdown_table,
+    median_time,
+    parse_args,
+    write_json,
+)
 from geolayers.ops import backend, segment_reduce_csr
 
 
-def random_sizes(num_rows: int, num_segments: int, max_size: int, gen: torch.Generator) -> torch.Tensor:
+def random_sizes(
+    num_rows: int, num_segments: int, max_size: int, gen: torch.Generator
+) -> torch.Tensor:
     """Segment sizes uniform in [0, max_size], nudged one row at a time to sum to num_rows."""
     sizes = torch.randint(0, max_size + 1, (num_segments,), generator=gen)
     diff = num_rows - int(sizes.sum())
@@ -78,7 +87,13 @@ def main(argv=None) -> int:
     if args.smoke:
         num_rows, num_segments, feats, max_size, repeats = 20_000, 200, 16, 200, args.repeats or 2
     else:
-        num_rows, num_segments, feats, max_size, repeats = 2_000_000, 20_000, 64, 200, args.repeats or 5
+        num_rows, num_segments, feats, max_size, repeats = (
+            2_000_000,
+            20_000,
+            64,
+            200,
+            args.repeats or 5,
+        )
     gen = torch.Generator().manual_seed(0)
     sizes = random_sizes(num_rows, num_segments, max_size, gen)
     ptr = torch.zeros(num_segments + 1, dtype=torch.long)
@@ -104,7 +119,7 @@ def main(argv=None) -> int:
             row = Row(config={"reduce": reduce, "threads": threads})
             for name, fn in impls.items():
 
-                def step(fn=fn):
+                def step(fn=fn, reduce=reduce):
                     src.grad = None
                     fn(src, reduce).backward(grad_out)
 
@@ -113,7 +128,13 @@ def main(argv=None) -> int:
     torch.set_num_threads(default_threads)
 
     names = list(impls)
-    header = ["reduce", "threads", *[f"{n} (ms)" for n in names], "best baseline", "speed-up vs best"]
+    header = [
+        "reduce",
+        "threads",
+        *[f"{n} (ms)" for n in names],
+        "best baseline",
+        "speed-up vs best",
+    ]
     table = []
     for row in rows:
         ours = row.seconds[names[0]]
@@ -131,8 +152,12 @@ def main(argv=None) -> int:
         f"{machine_line()}; geolayers backend: {backend()['segment_reduce_csr']}\n"
     )
     print(markdown_table(header, table))
-    write_json(args.json, "segment_reduce", rows, {"num_rows": num_rows, "features": feats,
-                                                   "segments": num_segments, "repeats": repeats})
+    write_json(
+        args.json,
+        "segment_reduce",
+        rows,
+        {"num_rows": num_rows, "features": feats, "segments": num_segments, "repeats": repeats},
+    )
     return 0
 
 

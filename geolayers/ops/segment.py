@@ -29,7 +29,9 @@ def _check_inputs(src: Tensor, ptr: Tensor, reduce: str) -> None:
     if src.dim() < 1:
         raise ValueError(f"src must have at least one dimension (N, *), got a {src.dim()}-d tensor")
     if ptr.dim() != 1 or ptr.numel() < 1:
-        raise ValueError(f"ptr must be 1-D of shape (S + 1,) with S >= 0, got shape {tuple(ptr.shape)}")
+        raise ValueError(
+            f"ptr must be 1-D of shape (S + 1,) with S >= 0, got shape {tuple(ptr.shape)}"
+        )
     if ptr.device != src.device:
         raise ValueError(f"ptr must be on the device of src ({src.device}), got {ptr.device}")
     if torch.compiler.is_compiling():
@@ -112,7 +114,7 @@ def segment_reduce_csr(src: Tensor, ptr: Tensor, reduce: str = "sum") -> Tensor:
     if not use_kernel("segment_reduce_csr", src.device):
         return segment_reduce_csr_reference(src, ptr, reduce)
     trailing = src.shape[1:]
-    flat = src.reshape(src.shape[0], -1)
+    flat = src.reshape(src.shape[0], trailing.numel())
     out, _ = torch.ops.geolayers.segment_reduce_csr.default(flat, ptr, reduce)
     return out.view(ptr.numel() - 1, *trailing)
 
@@ -171,6 +173,8 @@ if EXTENSION_LOADED:
             grad_grad_out = torch.ops.geolayers.segment_reduce_csr.default(
                 grad_grad_src.contiguous(), ptr, ctx.reduce
             )[0]
+        elif grad_grad_src.shape[0] == 0:
+            grad_grad_out = grad_grad_src.new_zeros(arg.shape)
         else:
             picked = grad_grad_src.gather(0, arg.clamp_min(0))
             grad_grad_out = torch.where(arg >= 0, picked, torch.zeros_like(picked))
