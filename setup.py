@@ -32,7 +32,8 @@ def _extensions():
     # at::parallel_for is an inline OpenMP region in torch's CPU builds: without -fopenmp it
     # silently runs on one thread. The loader reuses the libgomp that torch already loaded.
     extra = {"cxx": [*opt, "-fopenmp"]}
-    define_macros = [("Py_LIMITED_API", "0x030b0000")]
+    # py_limited_api=True makes BuildExtension define Py_LIMITED_API itself (3.10 API).
+    define_macros = []
     ext_cls = CppExtension
     if use_cuda:
         sources += sorted(glob.glob(os.path.join("csrc", "cuda", "*.cu")))
@@ -55,5 +56,5 @@ ext_modules, cmdclass = _extensions()
 setup(
     ext_modules=ext_modules,
     cmdclass=cmdclass,
-    options={"bdist_wheel": {"py_limited_api": "cp311"}} if ext_modules else {},
+    options={"bdist_wheel": {"py_limited_api": "cp310"}} if ext_modules else {},
 )

@@ -11,10 +11,16 @@ Baselines, measured in the same run:
 
 Each entry is the median over repeats of one forward and one backward (with a fixed upstream
 gradient). Run: ``python -m benchmarks.segment_reduce [--smoke] [--json PATH]``.
+
+The compiled op asks for transparent huge pages on its large outputs (``madvise``), which cuts
+the page-fault cost of a fresh 512 MB gradient buffer. torch's allocator does the same for every
+tensor when ``THP_MEM_ALLOC_ENABLE=1`` is set; run with it to give the baselines that advantage
+too (the header says which setting was in force).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 import torch
@@ -149,7 +155,8 @@ def main(argv=None) -> int:
     print(
         f"segment reduce, forward+backward, {num_rows:,} x {feats} float32 rows in "
         f"{num_segments:,} segments (sizes uniform in [0, {max_size}]), median of {repeats}; "
-        f"{machine_line()}; geolayers backend: {backend()['segment_reduce_csr']}\n"
+        f"{machine_line()}; geolayers backend: {backend()['segment_reduce_csr']}; "
+        f"THP_MEM_ALLOC_ENABLE={os.environ.get('THP_MEM_ALLOC_ENABLE', 'unset')}\n"
     )
     print(markdown_table(header, table))
     write_json(

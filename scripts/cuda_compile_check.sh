@@ -67,7 +67,7 @@ inc += [f"-I{os.path.join(root, 'csrc', 'include')}", f"-I{sysconfig.get_paths()
 defs = ["-DPy_LIMITED_API=0x030b0000", "-DWITH_CUDA",  # setup.py define_macros
         "-DTORCH_API_INCLUDE_EXTENSION_H", f"-DPy_LIMITED_API={ce.min_supported_cpython}",
         "-DTORCH_EXTENSION_NAME=_C"]
-cxx = inc + defs + ["-fPIC", std, "-O3", "-fopenmp"]
+cxx = ["-Wsign-compare", "-DNDEBUG", "-Wall"] + inc + defs + ["-fPIC", std, "-O3", "-fopenmp"]  # + python CFLAGS
 nvcc = (inc + defs + ce.COMMON_NVCC_FLAGS + ["--compiler-options", "-fPIC", std, "-O3", "-lineinfo"]
         + ce._get_cuda_arch_flags([]))
 for name, flags in (("cxx", cxx), ("nvcc", nvcc)):
@@ -154,7 +154,7 @@ if [ "$rc" -ne 0 ]; then
 fi
 so=$(ls "$TMP"/lib/geolayers/_C*.so 2>/dev/null | head -1)
 [ -n "$so" ] || { sed 's/^/      /' "$TMP/build.log"; echo "cuda_compile_check: no geolayers/_C*.so produced" >&2; exit 1; }
-grep -iE 'warning' "$TMP/build.log" | sort | uniq -c | sed 's/^/      build warning: /'
+grep -E 'warning:' "$TMP/build.log" | sort | uniq -c | sed 's/^/      build warning: /'
 "$PY" - "$so" <<'EOF' 2>&1 | grep -v "Failed to initialize NumPy\|_conversion_method_template\|No CUDA runtime is found"
 import sys
 import torch

@@ -39,7 +39,8 @@ __global__ void sum_forward_kernel(const scalar_t* __restrict__ src, const int64
   __syncthreads();
   if (threadIdx.y == 0 && f < F) {
     for (int r = 1; r < kRowsPerBlock; ++r) acc += partial[r][threadIdx.x];
-    if (mean && p1 > p0) acc /= static_cast<acc_t>(p1 - p0);
+    // Multiply by the reciprocal, as the CPU kernel does, so both round the same way.
+    if (mean && p1 > p0) acc *= acc_t(1) / static_cast<acc_t>(p1 - p0);
     out[s * F + f] = static_cast<scalar_t>(acc);
   }
 }
@@ -118,7 +119,7 @@ __global__ void backward_kernel(const scalar_t* __restrict__ grad, const int64_t
       if (mode == 0) {
         value = grad[s * F + f];
       } else if (mode == 1) {
-        value = static_cast<scalar_t>(static_cast<acc_t>(grad[s * F + f]) / static_cast<acc_t>(p1 - p0));
+        value = static_cast<scalar_t>(static_cast<acc_t>(grad[s * F + f]) * (acc_t(1) / static_cast<acc_t>(p1 - p0)));
       } else {
         value = arg[s * F + f] == i ? grad[s * F + f] : scalar_t(0);
       }
@@ -170,6 +171,8 @@ at::Tensor segment_reduce_csr_backward_cuda(const at::Tensor& grad_in, const at:
   TORCH_CHECK_VALUE(grad_in.dim() == 2, "segment_reduce_csr_backward: grad_out must be 2-D (S, F)");
   TORCH_CHECK_VALUE(ptr_in.dim() == 1 && ptr_in.size(0) >= 1 && ptr_in.scalar_type() == at::kLong,
                     "segment_reduce_csr_backward: ptr must be a non-empty 1-D int64 tensor");
+  TORCH_CHECK_TYPE(at::isFloatingType(grad_in.scalar_type()),
+                   "segment_reduce_csr_backward: grad_out must be floating point");
   const c10::cuda::CUDAGuard guard(grad_in.device());
   const at::Tensor grad = grad_in.contiguous();
   const at::Tensor ptr = ptr_in.contiguous();

@@ -1,0 +1,17 @@
+# Shortcuts for the commands in README.md.
+VENV ?= .venv
+
+.PHONY: setup test lint format example bench
+setup:
+	bash scripts/setup.sh
+test:
+	bash scripts/test.sh
+lint:
+	$(VENV)/bin/ruff check geolayers tests examples benchmarks setup.py
+	$(VENV)/bin/ruff format --check geolayers tests examples benchmarks setup.py
+format:
+	$(VENV)/bin/ruff format geolayers tests examples benchmarks setup.py
+example:
+	bash scripts/setup.sh && $(VENV)/bin/python examples/deepsets_digit_sum.py
+bench:
+	$(VENV)/bin/python -m benchmarks.segment_reduce
