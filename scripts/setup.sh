@@ -20,7 +20,7 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
-"${PIP[@]}" install --upgrade pip "setuptools>=68" wheel ninja
+"${PIP[@]}" install --upgrade pip "setuptools>=77" wheel ninja
 if ! "$VENV/bin/python" -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$TORCH_VERSION')" 2>/dev/null; then
   "${PIP[@]}" install "torch==$TORCH_VERSION"
 fi

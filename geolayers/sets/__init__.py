@@ -4,6 +4,7 @@ Every layer takes a batch of sets padded ``(B, N, D)`` with ``mask (B, N)`` or r
 ``(M, D)`` with ``ptr (B + 1,)`` or ``batch (M,)``; see :mod:`geolayers.sets.batch`.
 """
 
+from geolayers.sets.base import SetModule
 from geolayers.sets.batch import SetLayout, ptr_from_batch, to_ragged
 from geolayers.sets.deepsets import DeepSets, DeepSetsEquivariant, PermEquivariantLinear
 from geolayers.sets.embeddings import (
@@ -25,6 +26,7 @@ __all__ = [
     "LPEmbedding",
     "PermEquivariantLinear",
     "SetLayout",
+    "SetModule",
     "SetPool",
     "check_sum_injectivity",
     "le_width",

@@ -7,11 +7,11 @@ from collections.abc import Callable, Sequence
 from torch import Tensor, nn
 
 from geolayers.ops import segment_reduce_csr
-from geolayers.sets.batch import to_ragged
+from geolayers.sets.base import SetModule
 from geolayers.sets.pool import make_pool
 
 
-class DeepSets(nn.Module):
+class DeepSets(SetModule):
     r"""Permutation-invariant set model from `"Deep Sets" <https://arxiv.org/abs/1703.06114>`_.
 
     .. math:: f(X) = \rho\Big(\bigoplus_{x \in X} \phi(x)\Big)
@@ -38,19 +38,11 @@ class DeepSets(nn.Module):
         self.rho = rho
         self.pool = make_pool(pool)
 
-    def forward(
-        self,
-        x: Tensor,
-        mask: Tensor | None = None,
-        ptr: Tensor | None = None,
-        batch: Tensor | None = None,
-        num_sets: int | None = None,
-    ) -> Tensor:
-        rows, layout = to_ragged(x, mask, ptr, batch, num_sets)
-        return self.rho(self.pool.pool_ragged(self.phi(rows), layout.ptr))
+    def forward_ragged(self, rows: Tensor, ptr: Tensor) -> Tensor:
+        return self.rho(self.pool.forward_ragged(self.phi(rows), ptr))
 
 
-class PermEquivariantLinear(nn.Module):
+class PermEquivariantLinear(SetModule):
     r"""Permutation-equivariant linear layer on sets (`Zaheer et al. 2017
     <https://arxiv.org/abs/1703.06114>`_, eq. 4 and its pooled variants).
 
@@ -79,6 +71,7 @@ class PermEquivariantLinear(nn.Module):
         self, in_channels: int, out_channels: int, pool: str = "mean", bias: bool = True
     ) -> None:
         super().__init__()
+        self.per_element = True
         if pool not in ("sum", "mean", "max", "min"):
             raise ValueError(f"pool must be 'sum', 'mean', 'max' or 'min', got {pool!r}")
         self.in_channels = in_channels
@@ -92,21 +85,7 @@ class PermEquivariantLinear(nn.Module):
         self.lam.reset_parameters()
         self.gamma.reset_parameters()
 
-    def forward(
-        self,
-        x: Tensor,
-        mask: Tensor | None = None,
-        ptr: Tensor | None = None,
-        batch: Tensor | None = None,
-        num_sets: int | None = None,
-    ) -> Tensor:
-        rows, layout = to_ragged(x, mask, ptr, batch, num_sets)
-        if rows.shape[-1] != self.in_channels:
-            raise ValueError(f"x must have {self.in_channels} channels, got {rows.shape[-1]}")
-        return layout.restore(self.forward_ragged(rows, layout.ptr))
-
     def forward_ragged(self, rows: Tensor, ptr: Tensor) -> Tensor:
-        """The layer on validated ragged rows ``(M, D)`` with offsets ``(B + 1,)``."""
         pooled = self.gamma(segment_reduce_csr(rows, ptr, self.pool))
         sizes = ptr[1:] - ptr[:-1]
         return self.lam(rows) + pooled.repeat_interleave(sizes, dim=0, output_size=rows.shape[0])
@@ -115,7 +94,7 @@ class PermEquivariantLinear(nn.Module):
         return f"{type(self).__name__}({self.in_channels}, {self.out_channels}, pool={self.pool!r})"
 
 
-class DeepSetsEquivariant(nn.Module):
+class DeepSetsEquivariant(SetModule):
     r"""A stack of :class:`PermEquivariantLinear` layers with an element-wise activation between
     them: a permutation-equivariant map from per-element features to per-element outputs.
 
@@ -144,28 +123,20 @@ class DeepSetsEquivariant(nn.Module):
                 f"channels must list at least input and output widths, got {list(channels)}"
             )
         self.channels = list(channels)
+        self.in_channels = self.channels[0]
+        self.per_element = True
         self.layers = nn.ModuleList(
             PermEquivariantLinear(a, b, pool=pool)
             for a, b in zip(channels[:-1], channels[1:], strict=True)
         )
         self.activation = activation()
 
-    def forward(
-        self,
-        x: Tensor,
-        mask: Tensor | None = None,
-        ptr: Tensor | None = None,
-        batch: Tensor | None = None,
-        num_sets: int | None = None,
-    ) -> Tensor:
-        rows, layout = to_ragged(x, mask, ptr, batch, num_sets)
-        if rows.shape[-1] != self.channels[0]:
-            raise ValueError(f"x must have {self.channels[0]} channels, got {rows.shape[-1]}")
+    def forward_ragged(self, rows: Tensor, ptr: Tensor) -> Tensor:
         for i, layer in enumerate(self.layers):
             if i > 0:
                 rows = self.activation(rows)
-            rows = layer.forward_ragged(rows, layout.ptr)
-        return layout.restore(rows)
+            rows = layer.forward_ragged(rows, ptr)
+        return rows
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.channels}, pool={self.layers[0].pool!r})"

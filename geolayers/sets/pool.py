@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from geolayers.ops import segment_reduce_csr
-from geolayers.sets.batch import to_ragged
+from geolayers.sets.base import SetModule
 
 
 def segment_softmax(scores: Tensor, ptr: Tensor) -> Tensor:
@@ -26,7 +26,7 @@ def segment_softmax(scores: Tensor, ptr: Tensor) -> Tensor:
     return e / denom.repeat_interleave(sizes, dim=0, output_size=scores.shape[0])
 
 
-class SetPool(nn.Module):
+class SetPool(SetModule):
     r"""Fixed pooling of each set to one vector: ``"sum"``, ``"mean"``, ``"max"`` or ``"min"``.
 
     .. math:: \mathbf{z}_b = \bigoplus_{i \in X_b} \mathbf{x}_i
@@ -52,26 +52,14 @@ class SetPool(nn.Module):
     def out_channels(self, in_channels: int) -> int:
         return in_channels
 
-    def forward(
-        self,
-        x: Tensor,
-        mask: Tensor | None = None,
-        ptr: Tensor | None = None,
-        batch: Tensor | None = None,
-        num_sets: int | None = None,
-    ) -> Tensor:
-        rows, layout = to_ragged(x, mask, ptr, batch, num_sets)
-        return self.pool_ragged(rows, layout.ptr)
-
-    def pool_ragged(self, rows: Tensor, ptr: Tensor) -> Tensor:
-        """Pool already-validated ragged rows ``(M, D)`` with offsets ``(B + 1,)`` to ``(B, D)``."""
+    def forward_ragged(self, rows: Tensor, ptr: Tensor) -> Tensor:
         return segment_reduce_csr(rows, ptr, self.reduce)
 
     def extra_repr(self) -> str:
         return repr(self.reduce)
 
 
-class AttentionPooling(nn.Module):
+class AttentionPooling(SetModule):
     r"""Pooling by multi-head attention from learned queries (PMA of the Set Transformer,
     `Lee et al. 2019 <https://arxiv.org/abs/1810.00825>`_).
 
@@ -119,20 +107,7 @@ class AttentionPooling(nn.Module):
     def out_channels(self, in_channels: int) -> int:
         return self.num_queries * in_channels
 
-    def forward(
-        self,
-        x: Tensor,
-        mask: Tensor | None = None,
-        ptr: Tensor | None = None,
-        batch: Tensor | None = None,
-        num_sets: int | None = None,
-    ) -> Tensor:
-        rows, layout = to_ragged(x, mask, ptr, batch, num_sets)
-        if rows.shape[-1] != self.in_channels:
-            raise ValueError(f"x must have {self.in_channels} channels, got {rows.shape[-1]}")
-        return self.pool_ragged(rows, layout.ptr)
-
-    def pool_ragged(self, rows: Tensor, ptr: Tensor) -> Tensor:
+    def forward_ragged(self, rows: Tensor, ptr: Tensor) -> Tensor:
         M, D = rows.shape
         H, Q, dh = self.heads, self.num_queries, D // self.heads
         keys = self.key(rows).view(M, 1, H, dh)
@@ -154,9 +129,9 @@ def make_pool(pool: str | nn.Module) -> nn.Module:
     """A pooling module from a name (``"sum"``, ``"mean"``, ``"max"``, ``"min"``) or a module."""
     if isinstance(pool, str):
         return SetPool(pool)
-    if isinstance(pool, nn.Module) and hasattr(pool, "pool_ragged"):
+    if isinstance(pool, SetModule) and not pool.per_element:
         return pool
     raise TypeError(
-        "pool must be 'sum', 'mean', 'max', 'min' or a pooling module with pool_ragged(rows, ptr), "
+        "pool must be 'sum', 'mean', 'max', 'min' or a pooling SetModule, "
         f"got {type(pool).__name__}"
     )
