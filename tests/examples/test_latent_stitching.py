@@ -1,0 +1,62 @@
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SCRIPT = os.path.join(ROOT, "examples", "latent_stitching.py")
+
+
+def load_example():
+    spec = importlib.util.spec_from_file_location("latent_stitching_example", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    # dataclasses resolves the module of a class through sys.modules while executing it.
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_smoke_run_prints_table_and_writes_json(tmp_path, capsys):
+    out_json = tmp_path / "stitching.json"
+    example = load_example()
+    assert (
+        example.main(["--smoke", "--no-progress", "--threads", "1", "--json", str(out_json)]) == 0
+    )
+    lines = capsys.readouterr().out.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("| latents"))
+    assert lines[header + 1] == "|---|---:|---:|---:|---:|---:|---:|"
+    assert [r.split(" | ")[0] for r in lines[header + 2 : header + 4]] == [
+        "| relative",
+        "| absolute",
+    ]
+    assert any(line.startswith("command:") for line in lines)
+    assert any("torch threads 1" in line for line in lines)
+    assert any(line.startswith("wall time") for line in lines)
+
+    results = json.loads(out_json.read_text())
+    assert set(results["accuracy"]) == {"relative", "absolute"}
+    for acc in results["accuracy"].values():
+        assert set(acc) == {"A+A", "B+B", "A+B", "B+A"}
+        assert all(0.0 <= v <= 1.0 for v in acc.values())
+    assert set(results["cross_similarity"]) == {"relative", "absolute"}
+    assert set(results["models"]) == {"relative A", "relative B", "absolute A", "absolute B"}
+    assert results["models"]["relative A"]["seed"] != results["models"]["relative B"]["seed"]
+    assert results["split"] == {"train_images": 256, "test_images": 1000, "anchors": 32}
+    assert results["config"]["epochs"] == 1 and results["wall_seconds"] > 0
+
+
+def test_bad_arguments_exit():
+    with pytest.raises(SystemExit):
+        load_example().main(["--smoke", "--anchors", "0"])
+
+
+def test_help():
+    proc = subprocess.run(
+        [sys.executable, SCRIPT, "--help"], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+    assert proc.returncode == 0
+    for flag in ("--smoke", "--no-progress", "--seed", "--epochs", "--json", "--threads"):
+        assert flag in proc.stdout
