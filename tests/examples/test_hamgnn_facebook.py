@@ -1,0 +1,78 @@
+import importlib.util
+import json
+import os
+import sys
+
+import pytest
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SCRIPT = os.path.join(ROOT, "examples", "hamgnn_facebook.py")
+FIXTURE = os.path.join(ROOT, "tests", "datasets", "fixtures", "musae")
+REAL = os.path.join(ROOT, "..", "shared", "data", "musae")
+MODELS = {"HamGNN", "GCN", "MLP"}
+
+
+def load_example():
+    spec = importlib.util.spec_from_file_location("hamgnn_facebook", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    # dataclasses look their module up in sys.modules while the class is created.
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def example():
+    # main() sets the torch thread count; give the test process its own back afterwards.
+    threads = torch.get_num_threads()
+    yield load_example()
+    torch.set_num_threads(threads)
+
+
+def check_results(path, nodes=None):
+    results = json.loads(path.read_text())
+    assert set(results["models"]) == MODELS
+    for r in results["models"].values():
+        for key in ("train", "val", "test"):
+            assert 0.0 <= r[key] <= 1.0
+        assert r["parameters"] > 0 and r["train_seconds"] >= 0 and r["epoch"] >= 1
+    sizes = results["sizes"]
+    assert sizes["train"] + sizes["val"] + sizes["test"] == sizes["nodes"]
+    if nodes is not None:
+        assert sizes["nodes"] == nodes
+    assert results["config"]["seed"] == 0 and "command" in results
+    return results
+
+
+def test_smoke_on_fixture_graph(example, tmp_path, capsys):
+    out = tmp_path / "hamgnn.json"
+    argv = ["--smoke", "--no-progress", "--threads", "1", "--root", FIXTURE, "--json", str(out)]
+    assert example.main(argv) == 0
+    stdout = capsys.readouterr().out
+    assert "| model | parameters | test accuracy (%)" in stdout
+    rows = [line for line in stdout.splitlines() if line.startswith(("| HamGNN", "| GCN", "| MLP"))]
+    assert len(rows) == 3
+    check_results(out, nodes=8)
+
+
+@pytest.mark.skipif(not os.path.isdir(REAL), reason="shared MUSAE data not present")
+def test_smoke_on_real_graph(example, tmp_path):
+    out = tmp_path / "hamgnn.json"
+    assert example.main(["--smoke", "--no-progress", "--threads", "1", "--json", str(out)]) == 0
+    results = check_results(out, nodes=example.SMOKE.max_nodes)
+    assert results["config"]["epochs"] == example.SMOKE.epochs
+
+
+def test_help_lists_the_options(example, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        example.main(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for option in ("--smoke", "--seed", "--json", "--no-progress", "--root"):
+        assert option in text
+
+
+def test_missing_data_is_a_clear_error(example, tmp_path):
+    with pytest.raises(SystemExit, match="error"):
+        example.main(["--smoke", "--no-progress", "--root", str(tmp_path / "nowhere")])
