@@ -7,10 +7,10 @@ setup:
 test:
 	bash scripts/test.sh
 lint:
-	$(VENV)/bin/ruff check geolayers tests examples benchmarks setup.py
-	$(VENV)/bin/ruff format --check geolayers tests examples benchmarks setup.py
+	$(VENV)/bin/ruff check geolayers tests examples benchmarks setup.py conftest.py
+	$(VENV)/bin/ruff format --check geolayers tests examples benchmarks setup.py conftest.py
 format:
-	$(VENV)/bin/ruff format geolayers tests examples benchmarks setup.py
+	$(VENV)/bin/ruff format geolayers tests examples benchmarks setup.py conftest.py
 example:
 	bash scripts/setup.sh && $(VENV)/bin/python examples/deepsets_digit_sum.py
 bench:

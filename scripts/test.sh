@@ -5,6 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 VENV="${GEOLAYERS_VENV:-.venv}"
-"$VENV/bin/ruff" check geolayers tests examples benchmarks setup.py
-"$VENV/bin/ruff" format --check geolayers tests examples benchmarks setup.py
+"$VENV/bin/ruff" check geolayers tests examples benchmarks setup.py conftest.py
+"$VENV/bin/ruff" format --check geolayers tests examples benchmarks setup.py conftest.py
 "$VENV/bin/python" -m pytest "$@"
