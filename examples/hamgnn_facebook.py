@@ -33,10 +33,7 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import os
-import platform
-import shlex
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -51,6 +48,8 @@ from tqdm.auto import tqdm
 
 from geolayers.datasets.musae import load_musae_facebook
 from geolayers.graph.hamiltonian import HamiltonianNodeEmbedding
+
+from _common import example_parser, finish, timed_run
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_ROOT = os.path.join(REPO_ROOT, "..", "shared", "data", "musae")
@@ -250,9 +249,11 @@ def markdown_table(results: dict, cfg: Config) -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     d = Config()
-    p = argparse.ArgumentParser(
-        description="Facebook page-page node classification: HamGNN (Kang et al. 2023) vs GCN.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    p = example_parser(
+        "Facebook page-page node classification: HamGNN (Kang et al. 2023) vs GCN.",
+        seed=d.seed,
+        threads=d.threads,
+        seed_help="seed of the split, SVD and initial weights",
     )
     p.add_argument("--root", default=DEFAULT_ROOT, help="folder with the MUSAE facebook_* files")
     p.add_argument(
@@ -297,18 +298,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="keep the subgraph induced by the first N nodes (default: all; smoke: 1500)",
     )
-    p.add_argument(
-        "--seed", type=int, default=d.seed, help="seed of the split, SVD and initial weights"
-    )
-    p.add_argument("--threads", type=int, default=d.threads, help="torch CPU threads")
-    p.add_argument("--smoke", action="store_true", help="tiny run for the test suite (seconds)")
-    p.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="show tqdm progress bars",
-    )
-    p.add_argument("--json", metavar="PATH", default=None, help="write the results to PATH")
     return p.parse_args(argv)  # fmt: skip
 
 
@@ -336,25 +325,18 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"--max-nodes must be >= 5 (a 60/20/20 split), got {cfg.max_nodes}")
     if not cfg.time > 0 or not 0 <= cfg.dropout < 1:
         raise SystemExit("--time must be > 0 and --dropout in [0, 1)")
-    command = shlex.join([sys.executable, *sys.argv] if argv is None else ["...", *argv])
 
-    start = time.perf_counter()
-    try:
-        results = run(args.root, cfg, progress=args.progress)
-    except FileNotFoundError as err:
-        raise SystemExit(f"error: {err}") from err
-    wall = time.perf_counter() - start
-    results.update(
-        command=command,
-        root=os.path.abspath(args.root),
-        config=vars(cfg),
-        wall_seconds=wall,
-        torch=torch.__version__,
-        python=platform.python_version(),
-    )
+    def experiment() -> dict:
+        try:
+            results = run(args.root, cfg, progress=args.progress)
+        except FileNotFoundError as err:
+            raise SystemExit(f"error: {err}") from err
+        results["root"] = os.path.abspath(args.root)
+        return results
+
+    results, wall = timed_run(experiment, cfg, argv)
 
     sizes = results["sizes"]
-    print(f"command: {command}")
     print(
         f"seed {cfg.seed}, torch threads {torch.get_num_threads()}, {cfg.epochs} full-batch "
         f"epochs per model, Adam lr {cfg.lr}, weight decay {cfg.weight_decay}, dropout "
@@ -374,12 +356,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{cfg.eval_every} epochs); train time excludes evaluation. Data preparation "
         f"(reading, SVD): {results['prepare_seconds']:.1f} s."
     )
-    print(f"wall time {wall:.1f} s")
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(results, fh, indent=2)
-        print(f"results written to {args.json}")
-    return 0
+    return finish(results, args.json)
 
 
 if __name__ == "__main__":

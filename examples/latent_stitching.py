@@ -30,9 +30,6 @@ Run (about 30 seconds on 2 idle CPU threads; ``--smoke`` takes seconds)::
 from __future__ import annotations
 
 import argparse
-import json
-import platform
-import shlex
 import sys
 import time
 from dataclasses import dataclass
@@ -44,6 +41,8 @@ from tqdm.auto import tqdm
 
 from geolayers.datasets import load_mnist_sample
 from geolayers.invariant import RelativeProjection, select_anchors
+
+from _common import example_parser, finish, timed_run
 
 NUM_TRAIN_IMAGES = 4000
 NUM_CLASSES = 10
@@ -254,10 +253,11 @@ def markdown_table(results: dict) -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     defaults = Config()
-    p = argparse.ArgumentParser(
-        description="Zero-shot stitching of MNIST encoders and heads with relative vs absolute "
-        "latents (Moschella et al. 2023).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    p = example_parser(
+        "Zero-shot stitching of MNIST encoders and heads with relative vs absolute latents (Moschella et al. 2023).",
+        seed=defaults.seed,
+        threads=defaults.threads,
+        seed_help="seed of the split, the anchors and both models' seeds",
     )
     p.add_argument(
         "--epochs",
@@ -272,21 +272,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"number of anchor images (default: {defaults.num_anchors}; "
         f"smoke: {SMOKE.num_anchors})",
     )
-    p.add_argument(
-        "--seed",
-        type=int,
-        default=defaults.seed,
-        help="seed of the split, the anchors and both models' seeds",
-    )
-    p.add_argument("--threads", type=int, default=defaults.threads, help="torch CPU threads")
-    p.add_argument("--smoke", action="store_true", help="tiny run for the test suite (seconds)")
-    p.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="show tqdm progress bars",
-    )
-    p.add_argument("--json", metavar="PATH", default=None, help="write the results to PATH")
     return p.parse_args(argv)
 
 
@@ -307,21 +292,9 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(
             f"--epochs must be >= 0, --threads >= 1 and --anchors in [1, {cfg.train_images}]"
         )
-    command = shlex.join([sys.executable, *sys.argv] if argv is None else ["...", *argv])
-
-    start = time.perf_counter()
-    results = run(cfg, progress=args.progress)
-    wall = time.perf_counter() - start
-    results.update(
-        command=command,
-        config=vars(cfg),
-        wall_seconds=wall,
-        torch=torch.__version__,
-        python=platform.python_version(),
-    )
+    results, wall = timed_run(lambda: run(cfg, progress=args.progress), cfg, argv)
 
     split = results["split"]
-    print(f"command: {command}")
     print(
         f"seed {cfg.seed}, torch threads {torch.get_num_threads()}, {cfg.epochs} epochs per model "
         f"(batch {cfg.batch_size}), latent dim {cfg.latent_dim}, {split['anchors']} anchor images"
@@ -342,12 +315,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{name}: train {r['train_seconds']:.1f} s, {r['parameters']} parameters, "
             f"final train loss {r['final_train_loss']:.3f}"
         )
-    print(f"wall time {wall:.1f} s")
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(results, fh, indent=2)
-        print(f"results written to {args.json}")
-    return 0
+    return finish(results, args.json)
 
 
 if __name__ == "__main__":

@@ -47,9 +47,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
-import platform
-import shlex
 import statistics
 import sys
 import time
@@ -62,6 +59,8 @@ from tqdm.auto import tqdm
 
 from geolayers.datasets import load_mnist_sample
 from geolayers.invariant.nadaraya_watson import NadarayaWatsonHead, compress_support
+
+from _common import example_parser, finish, timed_run
 
 VAL_FRACTION = 0.2
 TRAIN_COLOUR_MATCH = (0.9, 0.8)
@@ -309,10 +308,11 @@ def markdown_table(results: dict) -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     d = Config()
-    p = argparse.ArgumentParser(
-        description="Coloured-MNIST domain shift: linear head vs Nadaraya-Watson head "
-        "(Wang et al. 2023).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    p = example_parser(
+        "Coloured-MNIST domain shift: linear head vs Nadaraya-Watson head (Wang et al. 2023).",
+        seed=d.seed,
+        threads=d.threads,
+        seed_help="first seed",
     )
     p.add_argument(
         "--steps",
@@ -326,8 +326,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help=f"number of seeds averaged (default: {d.seeds}; smoke: {SMOKE.seeds})",
     )
-    p.add_argument("--seed", type=int, default=d.seed, help="first seed")
-    p.add_argument("--threads", type=int, default=d.threads, help="torch CPU threads")
     p.add_argument(
         "--temperature",
         type=float,
@@ -340,14 +338,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help=f"centroids per class in cluster mode (default: {d.per_class})",
     )
-    p.add_argument("--smoke", action="store_true", help="tiny run for the test suite (seconds)")
-    p.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="show tqdm progress bars",
-    )
-    p.add_argument("--json", metavar="PATH", default=None, help="write the results to PATH")
     return p.parse_args(argv)  # fmt: skip
 
 
@@ -367,21 +357,9 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("--steps must be >= 0; --seeds, --threads and --per-class >= 1")
     if not cfg.temperature > 0:
         raise SystemExit(f"--temperature must be > 0, got {cfg.temperature}")
-    command = shlex.join([sys.executable, *sys.argv] if argv is None else ["...", *argv])
-
-    start = time.perf_counter()
-    results = run(cfg, progress=args.progress)
-    wall = time.perf_counter() - start
-    results.update(
-        command=command,
-        config=vars(cfg),
-        wall_seconds=wall,
-        torch=torch.__version__,
-        python=platform.python_version(),
-    )
+    results, wall = timed_run(lambda: run(cfg, progress=args.progress), cfg, argv)
 
     sizes = results["sizes"]
-    print(f"command: {command}")
     print(
         f"seeds {cfg.seed}..{cfg.seed + 1000 * (cfg.seeds - 1)} (step 1000, {cfg.seeds} runs), "
         f"torch threads {torch.get_num_threads()}, {cfg.steps} steps per model, batch "
@@ -406,12 +384,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{method}: {s:.1f} s training in total, checkpoint selected at steps {steps} "
             "(best mean validation accuracy on the training environments)"
         )
-    print(f"wall time {wall:.1f} s")
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(results, fh, indent=2)
-        print(f"results written to {args.json}")
-    return 0
+    return finish(results, args.json)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,5 @@
-import importlib.util
 import json
 import os
-import sys
 
 import pytest
 import torch
@@ -13,20 +11,11 @@ REAL = os.path.join(ROOT, "..", "shared", "data", "musae")
 MODELS = {"HamGNN", "GCN", "MLP"}
 
 
-def load_example():
-    spec = importlib.util.spec_from_file_location("hamgnn_facebook", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    # dataclasses look their module up in sys.modules while the class is created.
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture
-def example():
+def example(load_example):
     # main() sets the torch thread count; give the test process its own back afterwards.
     threads = torch.get_num_threads()
-    yield load_example()
+    yield load_example("hamgnn_facebook")
     torch.set_num_threads(threads)
 
 

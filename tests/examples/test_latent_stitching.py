@@ -1,4 +1,3 @@
-import importlib.util
 import json
 import os
 import subprocess
@@ -10,18 +9,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 SCRIPT = os.path.join(ROOT, "examples", "latent_stitching.py")
 
 
-def load_example():
-    spec = importlib.util.spec_from_file_location("latent_stitching_example", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    # dataclasses resolves the module of a class through sys.modules while executing it.
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_smoke_run_prints_table_and_writes_json(tmp_path, capsys):
+def test_smoke_run_prints_table_and_writes_json(tmp_path, capsys, load_example):
     out_json = tmp_path / "stitching.json"
-    example = load_example()
+    example = load_example("latent_stitching")
     assert (
         example.main(["--smoke", "--no-progress", "--threads", "1", "--json", str(out_json)]) == 0
     )
@@ -48,9 +38,9 @@ def test_smoke_run_prints_table_and_writes_json(tmp_path, capsys):
     assert results["config"]["epochs"] == 1 and results["wall_seconds"] > 0
 
 
-def test_bad_arguments_exit():
+def test_bad_arguments_exit(load_example):
     with pytest.raises(SystemExit):
-        load_example().main(["--smoke", "--anchors", "0"])
+        load_example("latent_stitching").main(["--smoke", "--anchors", "0"])
 
 
 def test_help():
