@@ -23,7 +23,7 @@ The script prints a Markdown table of the mean absolute error of the predicted s
 set size, and that error divided by the size, which stays flat or falls for a model that
 extrapolates and grows for one that does not.
 
-Run (about 2 minutes on 2 CPU threads; ``--smoke`` takes seconds)::
+Run (about 3 minutes on 2 CPU threads; ``--smoke`` takes seconds)::
 
     python examples/deepsets_digit_sum.py
     python examples/deepsets_digit_sum.py --smoke --no-progress
