@@ -9,7 +9,9 @@ everywhere on the manifold:
   ``project``, ``einstein_midpoint`` and the conversions Poincare <-> Lorentz <-> Klein;
 * :mod:`~geolayers.hyperbolic.lorentz`: ``minkowski_dot``, ``expmap0``, ``logmap0``,
   ``expmap``, ``logmap``, ``dist``, ``pairwise_dist``, ``parallel_transport``, ``project``,
-  ``centroid`` (full ``D + 1`` coordinates, time first, as geoopt's ``Lorentz(k=1/c)``).
+  ``centroid`` (full ``D + 1`` coordinates, time first, as geoopt's ``Lorentz(k=1/c)``);
+* :mod:`~geolayers.hyperbolic.layers`: Poincare-ball modules ``ToPoincare``, ``MobiusLinear``,
+  ``HyperbolicMLR`` and ``HyperbolicPrototypeHead`` (fixed or learnable curvature).
 
 Example:
     >>> from geolayers.hyperbolic import poincare
@@ -18,5 +20,18 @@ Example:
 """
 
 from geolayers.hyperbolic import lorentz, poincare
+from geolayers.hyperbolic.layers import (
+    HyperbolicMLR,
+    HyperbolicPrototypeHead,
+    MobiusLinear,
+    ToPoincare,
+)
 
-__all__ = ["lorentz", "poincare"]
+__all__ = [
+    "HyperbolicMLR",
+    "HyperbolicPrototypeHead",
+    "MobiusLinear",
+    "ToPoincare",
+    "lorentz",
+    "poincare",
+]
