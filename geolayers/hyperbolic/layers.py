@@ -25,8 +25,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from geolayers._checks import check_positive_int, describe
 from geolayers.hyperbolic import poincare as P
-from geolayers.hyperbolic.poincare import _check_point, _conformal, _describe, _safe_norm
+from geolayers.hyperbolic.poincare import _check_point, _conformal, _safe_norm
 
 __all__ = ["ToPoincare", "MobiusLinear", "HyperbolicMLR", "HyperbolicPrototypeHead"]
 
@@ -37,14 +38,6 @@ def _check_positive(name: str, value: object) -> float:
     if not (0 < value < math.inf):
         raise ValueError(f"{name} must be positive and finite, got {value}")
     return float(value)
-
-
-def _check_size(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return value
 
 
 class _Curved(nn.Module):
@@ -83,7 +76,7 @@ class _Curved(nn.Module):
         if x.dtype != like.dtype:
             raise TypeError(
                 f"x must have the dtype of the layer's parameters ({like.dtype}), got "
-                f"{_describe(x)}; convert the layer with .to(dtype)"
+                f"{describe(x)}; convert the layer with .to(dtype)"
             )
         return x
 
@@ -185,8 +178,8 @@ class MobiusLinear(_Curved):
         strict: bool = False,
     ) -> None:
         super().__init__()
-        self.in_features = _check_size("in_features", in_features)
-        self.out_features = _check_size("out_features", out_features)
+        self.in_features = check_positive_int("in_features", in_features)
+        self.out_features = check_positive_int("out_features", out_features)
         self._init_curvature(c, learn_curvature)
         self.strict = bool(strict)
         self.weight = nn.Parameter(torch.empty(out_features, in_features))
@@ -264,8 +257,8 @@ class HyperbolicMLR(_Curved):
         strict: bool = False,
     ) -> None:
         super().__init__()
-        self.in_features = _check_size("in_features", in_features)
-        self.num_classes = _check_size("num_classes", num_classes)
+        self.in_features = check_positive_int("in_features", in_features)
+        self.num_classes = check_positive_int("num_classes", num_classes)
         self._init_curvature(c, learn_curvature)
         self.strict = bool(strict)
         #: ``(K, D)`` tangent vectors at the origin of the points :math:`p_k`.
@@ -349,8 +342,8 @@ class HyperbolicPrototypeHead(_Curved):
         strict: bool = False,
     ) -> None:
         super().__init__()
-        self.in_features = _check_size("in_features", in_features)
-        self.num_classes = _check_size("num_classes", num_classes)
+        self.in_features = check_positive_int("in_features", in_features)
+        self.num_classes = check_positive_int("num_classes", num_classes)
         self._init_curvature(c, learn_curvature)
         self.temperature = _check_positive("temperature", temperature)
         self.strict = bool(strict)

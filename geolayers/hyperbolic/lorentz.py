@@ -30,17 +30,16 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from geolayers._checks import describe, safe_sqrt
 from geolayers.hyperbolic.poincare import (
     _check_point,
     _check_same,
     _chord_dist,
     _curvature,
-    _describe,
     _dot,
     _pairwise_chord_dist,
     _ratio,
     _safe_norm,
-    _safe_sqrt,
     _sq_norm,
 )
 
@@ -218,7 +217,7 @@ def expmap(x: Tensor, v: Tensor, c: float | Tensor = 1.0) -> Tensor:
     v = _check_lorentz("v", v)
     _check_same(("x", "v"), x, v)
     c = _curvature(c, x)
-    t = c.sqrt() * _safe_sqrt(_tangent_sq_norm(x[..., 1:], v[..., 1:], c))
+    t = c.sqrt() * safe_sqrt(_tangent_sq_norm(x[..., 1:], v[..., 1:], c))
     space = torch.cosh(t) * x[..., 1:] + _ratio(t, "sinh") * v[..., 1:]
     return torch.cat([_time(space, c), space], dim=-1)
 
@@ -410,7 +409,7 @@ def centroid(x: Tensor, c: float | Tensor = 1.0, weights: Tensor | None = None) 
     if weights is None:
         s = x.mean(-2)
     elif not isinstance(weights, Tensor) or weights.dtype != x.dtype:
-        raise TypeError(f"weights must be a {x.dtype} tensor (..., N), got {_describe(weights)}")
+        raise TypeError(f"weights must be a {x.dtype} tensor (..., N), got {describe(weights)}")
     elif weights.shape != x.shape[:-1]:
         raise ValueError(
             f"weights must have shape {tuple(x.shape[:-1])} (x without its last dim), got "

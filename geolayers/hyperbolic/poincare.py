@@ -32,6 +32,8 @@ import torch
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
+from geolayers._checks import describe, safe_sqrt
+
 __all__ = [
     "mobius_add",
     "mobius_matvec",
@@ -71,16 +73,10 @@ _CHUNK_ELEMENTS = 1 << 22
 # (also used by geolayers.hyperbolic.lorentz)
 
 
-def _describe(value: object) -> str:
-    if isinstance(value, Tensor):
-        return f"tensor of shape {tuple(value.shape)} and dtype {value.dtype}"
-    return type(value).__name__
-
-
 def _check_point(name: str, value: object, slot: str = "..., D") -> Tensor:
     if not isinstance(value, Tensor) or value.dtype not in _FLOAT_DTYPES:
         raise TypeError(
-            f"{name} must be a float32 or float64 tensor ({slot}), got {_describe(value)}"
+            f"{name} must be a float32 or float64 tensor ({slot}), got {describe(value)}"
         )
     if value.dim() == 0:
         raise ValueError(f"{name} must have at least one dimension ({slot}), got a 0-dim tensor")
@@ -101,11 +97,11 @@ def _curvature(c: object, like: Tensor, name: str = "c") -> Tensor:
     # A tensor keeps its autograd history (learnable curvature); a number becomes a constant.
     if isinstance(c, bool) or not isinstance(c, (int, float, Tensor)):
         raise TypeError(
-            f"{name} must be a positive float or a 0-dim float tensor, got {_describe(c)}"
+            f"{name} must be a positive float or a 0-dim float tensor, got {describe(c)}"
         )
     if isinstance(c, Tensor):
         if not c.is_floating_point():
-            raise TypeError(f"{name} must be a floating-point tensor, got {_describe(c)}")
+            raise TypeError(f"{name} must be a floating-point tensor, got {describe(c)}")
         if c.numel() != 1:
             raise ValueError(f"{name} must hold a single value, got shape {tuple(c.shape)}")
         value = float(c.detach().reshape(()).item())
@@ -125,15 +121,8 @@ def _dot(x: Tensor, y: Tensor, keepdim: bool = True) -> Tensor:
     return (x * y).sum(-1, keepdim=keepdim)
 
 
-def _safe_sqrt(sq: Tensor) -> Tensor:
-    # sqrt has an infinite derivative at 0 (a point at the origin, two coinciding points): use
-    # the subgradient 0 there instead of letting NaN/inf reach the parameters.
-    positive = sq > 0
-    return torch.where(positive, torch.sqrt(torch.where(positive, sq, torch.ones_like(sq))), 0)
-
-
 def _safe_norm(x: Tensor, keepdim: bool = True) -> Tensor:
-    return _safe_sqrt(_sq_norm(x, keepdim=keepdim))
+    return safe_sqrt(_sq_norm(x, keepdim=keepdim))
 
 
 def _ratio(t: Tensor, fn: str) -> Tensor:
@@ -265,7 +254,7 @@ def mobius_matvec(m: Tensor, x: Tensor, c: float | Tensor = 1.0) -> Tensor:
     """
     x = _check_point("x", x)
     if not isinstance(m, Tensor) or m.dtype != x.dtype:
-        raise TypeError(f"m must be a {x.dtype} tensor (D_out, D) like x, got {_describe(m)}")
+        raise TypeError(f"m must be a {x.dtype} tensor (D_out, D) like x, got {describe(m)}")
     if m.dim() != 2:
         raise ValueError(f"m must have shape (D_out, D), got {tuple(m.shape)}")
     if m.shape[1] != x.shape[-1]:
@@ -620,7 +609,7 @@ def einstein_midpoint(x: Tensor, c: float | Tensor = 1.0, weights: Tensor | None
     if weights is None:
         weights = torch.ones(x.shape[:-1], dtype=x.dtype, device=x.device)
     elif not isinstance(weights, Tensor) or weights.dtype != x.dtype:
-        raise TypeError(f"weights must be a {x.dtype} tensor (..., N), got {_describe(weights)}")
+        raise TypeError(f"weights must be a {x.dtype} tensor (..., N), got {describe(weights)}")
     elif weights.shape != x.shape[:-1]:
         raise ValueError(
             f"weights must have shape {tuple(x.shape[:-1])} (x without its last dim), got "
@@ -682,7 +671,7 @@ def klein_to_poincare(k: Tensor, c: float | Tensor = 1.0) -> Tensor:
 
 
 def _klein_to_poincare(k: Tensor, c: Tensor) -> Tensor:
-    return k / (1 + _safe_sqrt((1 - c * _sq_norm(k)).clamp_min(0)))
+    return k / (1 + safe_sqrt((1 - c * _sq_norm(k)).clamp_min(0)))
 
 
 def poincare_to_lorentz(x: Tensor, c: float | Tensor = 1.0) -> Tensor:

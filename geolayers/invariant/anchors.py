@@ -13,13 +13,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from geolayers._checks import describe
+
 _METHODS = ("random", "farthest", "kmeans")
-
-
-def _describe(value: object) -> str:
-    if isinstance(value, Tensor):
-        return f"tensor of shape {tuple(value.shape)} and dtype {value.dtype}"
-    return type(value).__name__
 
 
 def _farthest(x: Tensor, num_anchors: int, generator: torch.Generator | None) -> Tensor:
@@ -120,7 +116,7 @@ def select_anchors(
         torch.Size([10])
     """
     if not isinstance(x, Tensor) or not x.is_floating_point():
-        raise TypeError(f"x must be a floating-point tensor (N, D), got {_describe(x)}")
+        raise TypeError(f"x must be a floating-point tensor (N, D), got {describe(x)}")
     if x.dim() != 2:
         raise ValueError(f"x must have shape (N, D), got {tuple(x.shape)}")
     if isinstance(num_anchors, bool) or not isinstance(num_anchors, int):
@@ -133,7 +129,7 @@ def select_anchors(
     if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
         raise ValueError(f"iterations must be an int >= 0, got {iterations!r}")
     if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator or None, got {_describe(generator)}")
+        raise TypeError(f"generator must be a torch.Generator or None, got {describe(generator)}")
     with torch.no_grad():
         if method == "random":
             return torch.randperm(n, generator=generator)[:num_anchors].to(x.device)

@@ -19,18 +19,14 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from geolayers._checks import check_positive_int, describe
+
 _KERNELS = {"cosine": "cosine", "rbf": "rbf", "gaussian": "rbf"}
-
-
-def _describe(value: object) -> str:
-    if isinstance(value, Tensor):
-        return f"tensor of shape {tuple(value.shape)} and dtype {value.dtype}"
-    return type(value).__name__
 
 
 def _check_rows(name: str, value: object) -> Tensor:
     if not isinstance(value, Tensor) or not value.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor (rows, H), got {_describe(value)}")
+        raise TypeError(f"{name} must be a floating-point tensor (rows, H), got {describe(value)}")
     if value.dim() != 2:
         raise ValueError(f"{name} must have shape (rows, H), got {tuple(value.shape)}")
     return value
@@ -38,7 +34,7 @@ def _check_rows(name: str, value: object) -> Tensor:
 
 def _check_index(name: str, value: object, length: int, device: torch.device) -> Tensor:
     if not isinstance(value, Tensor) or value.dtype not in (torch.int32, torch.int64):
-        raise TypeError(f"{name} must be an int64 tensor ({length},), got {_describe(value)}")
+        raise TypeError(f"{name} must be an int64 tensor ({length},), got {describe(value)}")
     if tuple(value.shape) != (length,):
         raise ValueError(f"{name} must have shape ({length},), got {tuple(value.shape)}")
     if value.device != device:
@@ -120,13 +116,9 @@ class NadarayaWatsonHead(nn.Module):
         bandwidth: float = 1.0,
     ) -> None:
         super().__init__()
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int):
-            raise TypeError(f"num_classes must be an int, got {type(num_classes).__name__}")
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        self.num_classes = check_positive_int("num_classes", num_classes)
         if kernel not in _KERNELS:
             raise ValueError(f"kernel must be 'cosine', 'rbf' or 'gaussian', got {kernel!r}")
-        self.num_classes = num_classes
         self.kernel = _KERNELS[kernel]
         self.temperature = _check_positive("temperature", temperature)
         self.bandwidth = _check_positive("bandwidth", bandwidth)

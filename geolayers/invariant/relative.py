@@ -33,21 +33,17 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from geolayers._checks import describe, safe_sqrt
+
 SIMILARITIES = ("cosine", "euclidean", "l1", "linf")
 NORMALIZATIONS = ("none", "l2", "standard")
 AGGREGATIONS = ("concat", "sum", "attention")
 
 
-def _describe(value: object) -> str:
-    if isinstance(value, Tensor):
-        return f"tensor of shape {tuple(value.shape)} and dtype {value.dtype}"
-    return type(value).__name__
-
-
 def _check_latents(name: str, value: object, slot: str) -> Tensor:
     if not isinstance(value, Tensor) or value.dtype not in (torch.float32, torch.float64):
         raise TypeError(
-            f"{name} must be a float32 or float64 tensor ({slot}, D), got {_describe(value)}"
+            f"{name} must be a float32 or float64 tensor ({slot}, D), got {describe(value)}"
         )
     if value.dim() != 2:
         raise ValueError(f"{name} must have shape ({slot}, D), got {tuple(value.shape)}")
@@ -77,13 +73,6 @@ def _check_pair(x: Tensor, anchors: Tensor) -> None:
         raise ValueError("anchors must hold at least one row, got 0")
 
 
-def _safe_sqrt(sq: Tensor) -> Tensor:
-    # sqrt has an infinite derivative at 0 (a sample that coincides with an anchor); use the
-    # subgradient 0 there instead of letting NaN/inf reach the encoder.
-    positive = sq > 0
-    return torch.where(positive, torch.sqrt(torch.where(positive, sq, torch.ones_like(sq))), 0)
-
-
 def _similarities(x: Tensor, anchors: Tensor, similarity: str) -> Tensor:
     if similarity == "cosine":
         eps = torch.finfo(x.dtype).tiny ** 0.5
@@ -101,7 +90,8 @@ def _similarities(x: Tensor, anchors: Tensor, similarity: str) -> Tensor:
             - 2 * x @ anchors.T
             + anchors.square().sum(-1).unsqueeze(0)
         ).clamp_min(0)
-        return -_safe_sqrt(sq)
+        # A sample coinciding with an anchor gets the subgradient 0, not NaN.
+        return -safe_sqrt(sq)
     # cdist with p = 1 or inf reduces exact differences without storing (N, K, D).
     p = 1.0 if similarity == "l1" else float("inf")
     return -torch.cdist(x, anchors, p=p)

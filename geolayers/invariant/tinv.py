@@ -21,29 +21,17 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from geolayers._checks import check_positive_int, describe
+
 # Odd moments tried, in order, to orient an eigenvector (see ``_fix_signs``).
 _SIGN_MOMENTS = (3, 5, 7)
-
-
-def _describe(value: object) -> str:
-    if isinstance(value, Tensor):
-        return f"tensor of shape {tuple(value.shape)} and dtype {value.dtype}"
-    return type(value).__name__
-
-
-def _check_out_dim(out_dim: object) -> int:
-    if isinstance(out_dim, bool) or not isinstance(out_dim, int):
-        raise TypeError(f"out_dim must be an int, got {type(out_dim).__name__}")
-    if out_dim < 1:
-        raise ValueError(f"out_dim must be >= 1, got {out_dim}")
-    return out_dim
 
 
 def _check_mask(mask: Tensor | None, batch: int, num_points: int, device: torch.device) -> Tensor:
     if mask is None:
         return torch.ones(batch, num_points, dtype=torch.bool, device=device)
     if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
-        raise TypeError(f"mask must be a bool tensor (B, N), got {_describe(mask)}")
+        raise TypeError(f"mask must be a bool tensor (B, N), got {describe(mask)}")
     if tuple(mask.shape) != (batch, num_points):
         raise ValueError(
             f"mask must have shape (B, N) = ({batch}, {num_points}), got {tuple(mask.shape)}"
@@ -156,9 +144,9 @@ def tinv_coordinates(x: Tensor, out_dim: int, mask: Tensor | None = None) -> Ten
         >>> tinv_coordinates(torch.randn(2, 10, 3), out_dim=3).shape
         torch.Size([2, 10, 3])
     """
-    out_dim = _check_out_dim(out_dim)
+    out_dim = check_positive_int("out_dim", out_dim)
     if not isinstance(x, Tensor):
-        raise TypeError(f"x must be a tensor (B, N, D) or (N, D), got {_describe(x)}")
+        raise TypeError(f"x must be a tensor (B, N, D) or (N, D), got {describe(x)}")
     if not x.is_floating_point():
         raise TypeError(f"x must be floating point (float32 or float64), got dtype {x.dtype}")
     if x.dim() not in (2, 3):
@@ -211,10 +199,10 @@ def classical_mds(distances: Tensor, out_dim: int, mask: Tensor | None = None) -
         >>> classical_mds(torch.cdist(x, x), out_dim=2).shape
         torch.Size([6, 2])
     """
-    out_dim = _check_out_dim(out_dim)
+    out_dim = check_positive_int("out_dim", out_dim)
     if not isinstance(distances, Tensor) or not distances.is_floating_point():
         raise TypeError(
-            f"distances must be a floating-point tensor (B, N, N), got {_describe(distances)}"
+            f"distances must be a floating-point tensor (B, N, N), got {describe(distances)}"
         )
     if distances.dim() not in (2, 3) or distances.shape[-1] != distances.shape[-2]:
         raise ValueError(
@@ -273,7 +261,7 @@ class TinvInitialRepresentation(nn.Module):
 
     def __init__(self, out_dim: int) -> None:
         super().__init__()
-        self.out_dim = _check_out_dim(out_dim)
+        self.out_dim = check_positive_int("out_dim", out_dim)
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         return tinv_coordinates(x, self.out_dim, mask)

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from geolayers._checks import describe
+
 
 @dataclass
 class SetLayout:
@@ -62,7 +64,7 @@ def ptr_from_batch(batch: Tensor, num_sets: int | None = None) -> Tensor:
 
 def _check_ptr(ptr: Tensor, num_rows: int, device: torch.device) -> None:
     if not isinstance(ptr, Tensor) or ptr.dtype not in (torch.int32, torch.int64):
-        raise TypeError(f"ptr must be an int64 tensor of offsets (B + 1,), got {_describe(ptr)}")
+        raise TypeError(f"ptr must be an int64 tensor of offsets (B + 1,), got {describe(ptr)}")
     if ptr.dim() != 1 or ptr.numel() < 1:
         raise ValueError(f"ptr must be 1-D of shape (B + 1,), got shape {tuple(ptr.shape)}")
     if ptr.device != device:
@@ -75,12 +77,6 @@ def _check_ptr(ptr: Tensor, num_rows: int, device: torch.device) -> None:
         )
     if ptr.numel() > 1 and bool((ptr[1:] < ptr[:-1]).any()):
         raise ValueError("ptr must be non-decreasing")
-
-
-def _describe(t: object) -> str:
-    if isinstance(t, Tensor):
-        return f"a {t.dtype} tensor of shape {tuple(t.shape)}"
-    return type(t).__name__
 
 
 def to_ragged(
@@ -122,7 +118,7 @@ def to_ragged(
             mask = torch.ones(B, N, dtype=torch.bool, device=x.device)
         if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
             raise TypeError(
-                f"mask must be a bool tensor of shape (B, N) = ({B}, {N}), got {_describe(mask)}"
+                f"mask must be a bool tensor of shape (B, N) = ({B}, {N}), got {describe(mask)}"
             )
         if tuple(mask.shape) != (B, N):
             raise ValueError(
@@ -153,7 +149,7 @@ def to_ragged(
         return x, SetLayout(ptr.long())
     if batch is not None:
         if not isinstance(batch, Tensor) or batch.dtype not in (torch.int32, torch.int64):
-            raise TypeError(f"batch must be an int64 tensor of shape (M,), got {_describe(batch)}")
+            raise TypeError(f"batch must be an int64 tensor of shape (M,), got {describe(batch)}")
         if tuple(batch.shape) != (M,):
             raise ValueError(
                 f"batch must have shape (M,) = ({M},) to match x, got {tuple(batch.shape)}"
