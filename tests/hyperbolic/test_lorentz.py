@@ -9,13 +9,10 @@ import torch
 
 from geolayers.hyperbolic import lorentz as L
 from geolayers.hyperbolic import poincare as P
+from tests.hyperbolic.precision import CURVATURES, TOL, ball_points, mp_norm, mp_vec, rel_err
 
-mpmath.mp.dps = 50
-TOL = {torch.float64: 1e-9, torch.float32: 1e-4}
-# Poincare norm of the far half of the test points is (1 - EDGE)/sqrt(c), as in the ball tests:
-# x_0 is about 1e5 (float64) and 1e3 (float32) there.
-EDGE = {torch.float64: 1e-5, torch.float32: 1e-3}
-CURVATURES = [1.0, 0.3]
+# The far half of the test points lies at Poincare norm (1 - EDGE)/sqrt(c), as in the ball
+# tests: x_0 is about 1e5 (float64) and 1e3 (float32) there.
 
 
 # ----------------------------------------------------------------- 50-digit reference (mpmath)
@@ -32,16 +29,8 @@ def mp_tangent(x, t):
     return [mpmath.fsum(a * b for a, b in zip(x[1:], space, strict=True)) / x[0]] + space
 
 
-def mp_exact(t):
-    return [mpmath.mpf(float(v)) for v in t.double().tolist()]
-
-
 def mdot(a, b):
     return -a[0] * b[0] + mpmath.fsum(u * v for u, v in zip(a[1:], b[1:], strict=True))
-
-
-def norm(a):
-    return mpmath.sqrt(mpmath.fsum(u * u for u in a))
 
 
 def ref_dist(x, y, c):
@@ -64,28 +53,13 @@ def ref_logmap(x, y, c):
 
 def ref_logmap0(y, c):
     d = mpmath.acosh(mpmath.sqrt(c) * y[0]) / mpmath.sqrt(c)
-    n = norm(y[1:])
+    n = mp_norm(y[1:])
     return [mpmath.mpf(0)] + [d * w / n for w in y[1:]]
-
-
-def rel_err(out, ref):
-    worst = mpmath.mpf(0)
-    for o, r in zip(out, ref, strict=True):
-        o, r = (o if isinstance(o, list) else [o]), (r if isinstance(r, list) else [r])
-        diff = norm([mpmath.mpf(float(a)) - b for a, b in zip(o, r, strict=True)])
-        worst = max(worst, diff / max(norm(r), mpmath.mpf(10) ** -30))
-    return float(worst)
 
 
 def points(n, d, dtype, c, seed, edge=True):
     """Lorentz images (computed in float64) of random Poincare points, half near the boundary."""
-    g = torch.Generator().manual_seed(seed)
-    u = torch.randn(n, d, generator=g, dtype=torch.float64)
-    u = u / u.norm(dim=-1, keepdim=True)
-    r = 0.9 * torch.rand(n, 1, generator=g, dtype=torch.float64)
-    if edge:
-        r[n // 2 :] = 1 - EDGE[dtype]
-    return P.poincare_to_lorentz(u * r / math.sqrt(c), c).to(dtype)
+    return P.poincare_to_lorentz(ball_points(n, d, dtype, c, seed, edge), c).to(dtype)
 
 
 def tangent(x, c, seed, scale=0.5):
@@ -119,7 +93,7 @@ def test_exp_log_maps_match_mpmath(dtype, c):
     v0 = L.logmap0(y, c)
     assert rel_err(v0.tolist(), [ref_logmap0(a, cm) for a in Y]) < TOL[dtype]
     origin = [1 / mpmath.sqrt(cm)] + [mpmath.mpf(0)] * 3
-    ref = [ref_expmap(origin, mp_exact(r), cm) for r in v0]
+    ref = [ref_expmap(origin, mp_vec(r), cm) for r in v0]
     assert rel_err(L.expmap0(v0, c).tolist(), ref) < TOL[dtype]
     x = points(10, 3, dtype, c, 3).flip(0)
     X = [mp_on_manifold(r, cm) for r in x]

@@ -1,6 +1,5 @@
 """Poincare-ball ops against a 50-digit mpmath reference, geoopt, autograd and invariances."""
 
-import math
 import time
 
 import geoopt
@@ -9,19 +8,10 @@ import pytest
 import torch
 
 from geolayers.hyperbolic import poincare as P
-
-mpmath.mp.dps = 50
-TOL = {torch.float64: 1e-9, torch.float32: 1e-4}
-# Distance to the boundary of the points of the precision tests, per dtype (issue 3).
-EDGE = {torch.float64: 1e-5, torch.float32: 1e-3}
-CURVATURES = [1.0, 0.3]
+from tests.hyperbolic.precision import CURVATURES, TOL, ball_points, mp_norm, mp_vec, rel_err
 
 
 # ----------------------------------------------------------------- 50-digit reference (mpmath)
-def mp_vec(t):
-    return [mpmath.mpf(float(v)) for v in t.double().tolist()]
-
-
 def mp_dot(a, b):
     return mpmath.fsum(u * v for u, v in zip(a, b, strict=True))
 
@@ -32,10 +22,6 @@ def mp_scale(s, a):
 
 def mp_addv(a, b):
     return [u + v for u, v in zip(a, b, strict=True)]
-
-
-def mp_norm(a):
-    return mpmath.sqrt(mp_dot(a, a))
 
 
 def ref_add(x, y, c):
@@ -86,25 +72,8 @@ def ref_to_klein(x, c):
     return mp_scale(2 / (1 + c * mp_dot(x, x)), x)
 
 
-def rel_err(out, ref):
-    """max over rows of |out - ref| / |ref| (vectors) or |out - ref| / |ref| (scalars)."""
-    worst = mpmath.mpf(0)
-    for o, r in zip(out, ref, strict=True):
-        o, r = (o if isinstance(o, list) else [o]), (r if isinstance(r, list) else [r])
-        diff = mp_norm([mpmath.mpf(float(a)) - b for a, b in zip(o, r, strict=True)])
-        worst = max(worst, diff / max(mp_norm(r), mpmath.mpf(10) ** -30))
-    return float(worst)
-
-
 def points(n, d, dtype, c, seed, edge=True):
-    """n random points: half well inside (norm up to 0.9/sqrt c), half at (1 - EDGE)/sqrt c."""
-    g = torch.Generator().manual_seed(seed)
-    u = torch.randn(n, d, generator=g, dtype=torch.float64)
-    u = u / u.norm(dim=-1, keepdim=True)
-    r = 0.9 * torch.rand(n, 1, generator=g, dtype=torch.float64)
-    if edge:
-        r[n // 2 :] = 1 - EDGE[dtype]
-    return (u * r / math.sqrt(c)).to(dtype)
+    return ball_points(n, d, dtype, c, seed, edge).to(dtype)
 
 
 # ----------------------------------------------------------------- precision
