@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -144,6 +145,58 @@ def _check_num_features(num_features: int | None) -> None:
         raise ValueError(f"num_features must be a positive int or None, got {num_features!r}")
 
 
+def _page_types(values: list[str], path: str) -> list[int]:
+    index = {name: i for i, name in enumerate(FACEBOOK_CLASSES)}
+    unknown = sorted(set(values) - set(index))
+    if unknown:
+        raise ValueError(
+            f"{path!r}: page_type must be one of {list(FACEBOOK_CLASSES)}, got {unknown}"
+        )
+    return [index[v] for v in values]
+
+
+def _mature_flags(values: list[str], path: str) -> list[int]:
+    flags = {"true": 1, "false": 0}
+    values = [v.strip().lower() for v in values]
+    unknown = sorted(set(values) - set(flags))
+    if unknown:
+        raise ValueError(f"{path!r}: 'mature' must be True or False, got {unknown}")
+    return [flags[v] for v in values]
+
+
+def _load_graph(
+    root: str | os.PathLike[str],
+    name: str,
+    id_name: str,
+    label_name: str,
+    encode: Callable[[list[str], str], list[int]],
+    class_names: tuple[str, ...],
+    dense: bool,
+    num_features: int | None,
+) -> Data:
+    """The three files of graph ``name`` under ``root`` as a :class:`Data`; ``encode`` turns the
+    ``label_name`` column into class indices (and rejects unknown values)."""
+    root = _check_root(root)
+    _check_num_features(num_features)
+    target_path = _find(root, name, "target.csv")
+    edges_path = _find(root, name, "edges.csv")
+    features_path = _find(root, name, "features.json")
+
+    header, rows = _read_table(target_path)
+    id_col = _column(header, id_name, target_path)
+    label_col = _column(header, label_name, target_path)
+    ids = torch.tensor([int(r[id_col]) for r in rows], dtype=torch.long)
+    num_nodes = ids.numel()
+    if not torch.equal(ids.sort().values, torch.arange(num_nodes)):
+        raise ValueError(f"{target_path!r}: the {id_name!r} column must list 0..N-1 once each")
+    y = torch.empty(num_nodes, dtype=torch.long)
+    y[ids] = torch.tensor(encode([r[label_col] for r in rows], target_path), dtype=torch.long)
+
+    edge_index = _read_edges(edges_path, num_nodes)
+    x, _ = _read_features(features_path, num_nodes, num_features, dense)
+    return Data(x=x, edge_index=edge_index, y=y, num_nodes=num_nodes, class_names=list(class_names))
+
+
 def load_musae_facebook(
     root: str | os.PathLike[str], *, dense: bool = False, num_features: int | None = None
 ) -> Data:
@@ -173,32 +226,8 @@ def load_musae_facebook(
     Example:
         >>> data = load_musae_facebook("../shared/data/musae")  # doctest: +SKIP
     """
-    root = _check_root(root)
-    _check_num_features(num_features)
-    target_path = _find(root, "facebook", "target.csv")
-    edges_path = _find(root, "facebook", "edges.csv")
-    features_path = _find(root, "facebook", "features.json")
-
-    header, rows = _read_table(target_path)
-    id_col = _column(header, "id", target_path)
-    type_col = _column(header, "page_type", target_path)
-    ids = torch.tensor([int(r[id_col]) for r in rows], dtype=torch.long)
-    num_nodes = ids.numel()
-    if not torch.equal(ids.sort().values, torch.arange(num_nodes)):
-        raise ValueError(f"{target_path!r}: the 'id' column must list 0..N-1 once each")
-    index = {name: i for i, name in enumerate(FACEBOOK_CLASSES)}
-    unknown = sorted({r[type_col] for r in rows} - set(index))
-    if unknown:
-        raise ValueError(
-            f"{target_path!r}: page_type must be one of {list(FACEBOOK_CLASSES)}, got {unknown}"
-        )
-    y = torch.empty(num_nodes, dtype=torch.long)
-    y[ids] = torch.tensor([index[r[type_col]] for r in rows], dtype=torch.long)
-
-    edge_index = _read_edges(edges_path, num_nodes)
-    x, _ = _read_features(features_path, num_nodes, num_features, dense)
-    return Data(
-        x=x, edge_index=edge_index, y=y, num_nodes=num_nodes, class_names=list(FACEBOOK_CLASSES)
+    return _load_graph(
+        root, "facebook", "id", "page_type", _page_types, FACEBOOK_CLASSES, dense, num_features
     )
 
 
@@ -234,31 +263,8 @@ def load_musae_twitch(
     """
     if country not in TWITCH_COUNTRIES:
         raise ValueError(f"country must be one of {list(TWITCH_COUNTRIES)}, got {country!r}")
-    root = _check_root(root)
-    _check_num_features(num_features)
-    target_path = _find(root, country, "target.csv")
-    edges_path = _find(root, country, "edges.csv")
-    features_path = _find(root, country, "features.json")
-
-    header, rows = _read_table(target_path)
-    id_col = _column(header, "new_id", target_path)
-    mature_col = _column(header, "mature", target_path)
-    ids = torch.tensor([int(r[id_col]) for r in rows], dtype=torch.long)
-    num_nodes = ids.numel()
-    if not torch.equal(ids.sort().values, torch.arange(num_nodes)):
-        raise ValueError(f"{target_path!r}: the 'new_id' column must list 0..N-1 once each")
-    flags = {"true": 1, "false": 0}
-    values = [r[mature_col].strip().lower() for r in rows]
-    unknown = sorted(set(values) - set(flags))
-    if unknown:
-        raise ValueError(f"{target_path!r}: 'mature' must be True or False, got {unknown}")
-    y = torch.empty(num_nodes, dtype=torch.long)
-    y[ids] = torch.tensor([flags[v] for v in values], dtype=torch.long)
-
-    edge_index = _read_edges(edges_path, num_nodes)
-    x, _ = _read_features(features_path, num_nodes, num_features, dense)
-    return Data(
-        x=x, edge_index=edge_index, y=y, num_nodes=num_nodes, class_names=list(TWITCH_CLASSES)
+    return _load_graph(
+        root, country, "new_id", "mature", _mature_flags, TWITCH_CLASSES, dense, num_features
     )
 
 
