@@ -1,10 +1,12 @@
 import importlib.util
 import os
+import subprocess
 import sys
 
 import pytest
 
-EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "examples")
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+EXAMPLES = os.path.join(ROOT, "examples")
 
 
 @pytest.fixture
@@ -22,3 +24,21 @@ def load_example(monkeypatch):
         return module
 
     return load
+
+
+@pytest.fixture
+def run_example():
+    """Run ``python examples/NAME.py ARGS...`` from the repository root, as a user would;
+    returns the finished process with its text output."""
+
+    def run(name: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        script = os.path.join(EXAMPLES, f"{name}.py")
+        return subprocess.run(
+            [sys.executable, script, *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=ROOT,
+        )
+
+    return run

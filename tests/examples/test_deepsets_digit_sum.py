@@ -1,29 +1,17 @@
 import json
-import os
-import subprocess
-import sys
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SCRIPT = os.path.join(ROOT, "examples", "deepsets_digit_sum.py")
 
 
-def test_smoke_run_prints_table_and_writes_json(tmp_path):
+def test_smoke_run_prints_table_and_writes_json(tmp_path, run_example):
     out_json = tmp_path / "digit_sum.json"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            SCRIPT,
-            "--smoke",
-            "--no-progress",
-            "--threads",
-            "1",
-            "--json",
-            str(out_json),
-        ],
-        capture_output=True,
-        text=True,
+    proc = run_example(
+        "deepsets_digit_sum",
+        "--smoke",
+        "--no-progress",
+        "--threads",
+        "1",
+        "--json",
+        str(out_json),
         timeout=180,
-        cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
@@ -46,20 +34,6 @@ def test_smoke_run_prints_table_and_writes_json(tmp_path):
     assert results["config"]["steps"] == 30
 
 
-def test_bad_arguments_exit_with_message():
-    proc = subprocess.run(
-        [sys.executable, SCRIPT, "--steps", "-1", "--no-progress"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-    )
+def test_bad_arguments_exit_with_message(run_example):
+    proc = run_example("deepsets_digit_sum", "--steps", "-1", "--no-progress", timeout=60)
     assert proc.returncode != 0 and "--steps" in proc.stderr
-
-
-def test_help():
-    proc = subprocess.run(
-        [sys.executable, SCRIPT, "--help"], capture_output=True, text=True, timeout=60, cwd=ROOT
-    )
-    assert proc.returncode == 0
-    assert "--smoke" in proc.stdout and "--no-progress" in proc.stdout and "--seed" in proc.stdout

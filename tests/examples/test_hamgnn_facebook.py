@@ -5,7 +5,6 @@ import pytest
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SCRIPT = os.path.join(ROOT, "examples", "hamgnn_facebook.py")
 FIXTURE = os.path.join(ROOT, "tests", "datasets", "fixtures", "musae")
 REAL = os.path.join(ROOT, "..", "shared", "data", "musae")
 MODELS = {"HamGNN", "GCN", "MLP"}

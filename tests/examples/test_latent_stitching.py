@@ -1,12 +1,6 @@
 import json
-import os
-import subprocess
-import sys
 
 import pytest
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SCRIPT = os.path.join(ROOT, "examples", "latent_stitching.py")
 
 
 def test_smoke_run_prints_table_and_writes_json(tmp_path, capsys, load_example):
@@ -43,10 +37,8 @@ def test_bad_arguments_exit(load_example):
         load_example("latent_stitching").main(["--smoke", "--anchors", "0"])
 
 
-def test_help():
-    proc = subprocess.run(
-        [sys.executable, SCRIPT, "--help"], capture_output=True, text=True, timeout=60, cwd=ROOT
-    )
+def test_help(run_example):
+    proc = run_example("latent_stitching", "--help", timeout=60)
     assert proc.returncode == 0
     for flag in ("--smoke", "--no-progress", "--seed", "--epochs", "--json", "--threads"):
         assert flag in proc.stdout

@@ -1,29 +1,16 @@
 import json
-import os
-import subprocess
-import sys
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SCRIPT = os.path.join(ROOT, "examples", "nw_domain_shift.py")
 
 
-def test_smoke_run_prints_table_and_writes_json(tmp_path):
+def test_smoke_run_prints_table_and_writes_json(tmp_path, run_example):
     out_json = tmp_path / "nw.json"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            SCRIPT,
-            "--smoke",
-            "--no-progress",
-            "--threads",
-            "1",
-            "--json",
-            str(out_json),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
+    proc = run_example(
+        "nw_domain_shift",
+        "--smoke",
+        "--no-progress",
+        "--threads",
+        "1",
+        "--json",
+        str(out_json),
     )
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
@@ -58,11 +45,3 @@ def test_smoke_run_prints_table_and_writes_json(tmp_path):
     }
     for acc in results["accuracy"].values():
         assert len(acc["mean"]) == 4 and all(0.0 <= a <= 1.0 for a in acc["mean"])
-
-
-def test_help():
-    proc = subprocess.run(
-        [sys.executable, SCRIPT, "--help"], capture_output=True, text=True, timeout=60, cwd=ROOT
-    )
-    assert proc.returncode == 0
-    assert "--smoke" in proc.stdout and "--no-progress" in proc.stdout and "--seed" in proc.stdout

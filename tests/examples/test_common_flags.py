@@ -1,0 +1,11 @@
+import pytest
+
+EXAMPLES = ["deepsets_digit_sum", "hamgnn_facebook", "latent_stitching", "nw_domain_shift"]
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_help_lists_the_common_flags(run_example, name):
+    proc = run_example(name, "--help", timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    for flag in ("--smoke", "--no-progress", "--seed", "--json", "--threads"):
+        assert flag in proc.stdout
