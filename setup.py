@@ -31,7 +31,9 @@ def _extensions():
     opt = ["-O0", "-g"] if debug else ["-O3"]
     # at::parallel_for is an inline OpenMP region in torch's CPU builds: without -fopenmp it
     # silently runs on one thread. The loader reuses the libgomp that torch already loaded.
-    extra = {"cxx": [*opt, "-fopenmp"]}
+    # sqrt setting errno, and divisions that might trap, keep GCC from vectorising the loops of
+    # the distance kernels; geolayers reads neither errno nor floating-point traps.
+    extra = {"cxx": [*opt, "-fopenmp", "-fno-math-errno", "-fno-trapping-math"]}
     # py_limited_api=True makes BuildExtension define Py_LIMITED_API itself (3.10 API).
     define_macros = []
     ext_cls = CppExtension

@@ -21,4 +21,13 @@ TORCH_LIBRARY(geolayers, m) {
   m.def(
       "segment_reduce_csr_backward(Tensor grad_out, Tensor ptr, Tensor arg, SymInt num_rows, "
       "str reduce) -> Tensor");
+  // Poincare-ball distances (curvature -c, c a 1-element tensor of the dtype of x). x: (N, D),
+  // y: (M, D) -> (N, M) all pairs; the backward returns (grad_x (N, D), grad_y (M, D)).
+  m.def("poincare_pairwise_dist(Tensor x, Tensor y, Tensor c) -> Tensor");
+  m.def("poincare_pairwise_dist_backward(Tensor grad, Tensor x, Tensor y, Tensor c) -> (Tensor, Tensor)");
+  // x: (B, D), y: (M, D), index: (B, K) int64 rows of y -> (B, K) distances d(x_b, y_index[b, k]).
+  m.def("poincare_gather_dist(Tensor x, Tensor y, Tensor index, Tensor c) -> Tensor");
+  m.def(
+      "poincare_gather_dist_backward(Tensor grad, Tensor x, Tensor y, Tensor index, Tensor c) -> "
+      "(Tensor, Tensor)");
 }

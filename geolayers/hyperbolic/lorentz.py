@@ -37,11 +37,11 @@ from geolayers.hyperbolic.poincare import (
     _chord_dist,
     _curvature,
     _dot,
-    _pairwise_chord_dist,
     _ratio,
     _safe_norm,
     _sq_norm,
 )
+from geolayers.ops.poincare import blocked_pairwise_chord_dist
 
 __all__ = [
     "minkowski_dot",
@@ -341,7 +341,7 @@ def pairwise_dist(x: Tensor, y: Tensor, c: float | Tensor = 1.0) -> Tensor:
     c = _curvature(c, x)
     px, ax = _poincare_parts(x, c)
     py, ay = _poincare_parts(y, c)
-    return _pairwise_chord_dist(px, py, ax, ay.squeeze(-1), c.sqrt())
+    return blocked_pairwise_chord_dist(px, py, ax, ay.squeeze(-1), c.sqrt())
 
 
 def parallel_transport(x: Tensor, y: Tensor, v: Tensor, c: float | Tensor = 1.0) -> Tensor:

@@ -30,9 +30,14 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torch.utils.checkpoint import checkpoint
 
 from geolayers._checks import describe, safe_sqrt
+from geolayers.ops.poincare import (
+    ball_denominator,
+    chord_dist,
+    one_minus_c_sq_norm,
+    poincare_pairwise_dist,
+)
 
 __all__ = [
     "mobius_add",
@@ -63,11 +68,6 @@ PROJECT_EPS = {torch.float32: 4e-3, torch.float64: 1e-5}
 # asinh(t)/t use their two-term Taylor series: the next term, O(t^4), is below the dtype's eps,
 # and the closed form would divide 0 by 0 at the origin (NaN value and gradient).
 _TAYLOR_CUTOFF = {torch.float32: 1e-2, torch.float64: 1e-4}
-
-# pairwise_dist works on blocks of rows so that at most this many elements of the (rows, M, D)
-# difference tensor exist at once (32 MiB in float64).
-_CHUNK_ELEMENTS = 1 << 22
-
 
 # ----------------------------------------------------------------------------- shared helpers
 # (also used by geolayers.hyperbolic.lorentz)
@@ -140,21 +140,10 @@ def _ratio(t: Tensor, fn: str) -> Tensor:
     return torch.where(small, 1 + a * t.square(), big)
 
 
-def _conformal(x: Tensor, c: Tensor) -> Tensor:
-    # 1 - c |x|^2 of a point of the ball, (..., 1), floored at eps^2: positive for every point
-    # of the ball (the closest float to the boundary has about 2 eps), so the floor only
-    # catches points outside it, which then get huge but finite results instead of NaN.
-    # In float32 the rounding of the sum of squares (a few 1e-8, absolute) would be 1e-4
-    # relative to 1 - c|x|^2 = 2e-3 at the norm 1 - 1e-3, and every distance and conformal
-    # factor inherits it; accumulating this one reduction in float64 costs a cast and keeps
-    # the ops within 1e-4 up to that norm.
-    return _one_minus_unclamped(x, c).clamp_min(torch.finfo(x.dtype).eps ** 2)
-
-
-def _one_minus_unclamped(x: Tensor, c: Tensor) -> Tensor:
-    if x.dtype == torch.float32:
-        return (1 - c.double() * _sq_norm(x.double())).float()
-    return 1 - c * _sq_norm(x)
+# 1 - c|x|^2 (floored / unclamped) and the chord form of the distance are shared with the
+# compiled distance kernels and their references (geolayers.ops.poincare, which explains them).
+_conformal = ball_denominator
+_one_minus_unclamped = one_minus_c_sq_norm
 
 
 def _atanh_arg(t: Tensor) -> Tensor:
@@ -175,10 +164,7 @@ def _clip(x: Tensor, c: Tensor, eps: float) -> Tensor:
     return x * scale
 
 
-def _chord_dist(chord: Tensor, ax: Tensor, ay: Tensor, sqrt_c: Tensor) -> Tensor:
-    # d = 2/sqrt(c) asinh(sqrt(c) |x - y| / sqrt((1 - c|x|^2)(1 - c|y|^2))): every factor is a
-    # positive quantity computed without cancellation.
-    return 2 / sqrt_c * torch.asinh(sqrt_c * chord / torch.sqrt(ax * ay))
+_chord_dist = chord_dist
 
 
 # ----------------------------------------------------------------------------- public ops
@@ -444,13 +430,13 @@ def dist(x: Tensor, y: Tensor, c: float | Tensor = 1.0, keepdim: bool = False) -
 def pairwise_dist(x: Tensor, y: Tensor, c: float | Tensor = 1.0) -> Tensor:
     r"""All distances between two sets of points, ``(N, D) x (M, D) -> (N, M)``.
 
-    The formula and stable form are those of :func:`dist`. The chord :math:`\lVert x_i -
+    The formula and stable form are those of :func:`dist`; the chord :math:`\lVert x_i -
     y_j\rVert` is computed from the differences (the matrix-product form :math:`\lVert x\rVert^2
     + \lVert y\rVert^2 - 2\langle x, y\rangle` cancels for nearby points, which near the boundary
-    are at a large hyperbolic distance), one block of rows at a time so that no more than about
-    4 M elements of the ``(N, M, D)`` difference tensor exist at once. When gradients are
-    needed each block is checkpointed (recomputed in the backward pass), so the backward does
-    not keep the whole ``(N, M, D)`` tensor either.
+    are at a large hyperbolic distance). Runs the fused compiled op
+    :func:`geolayers.ops.poincare_pairwise_dist` (one pass, forward and backward, no ``(N, M,
+    D)`` intermediate; the gradient of a learnable ``c`` included), or its blocked pure-PyTorch
+    reference where no kernel is built for the device.
 
     Args:
         x: ``(N, D)`` points of the ball.
@@ -470,26 +456,7 @@ def pairwise_dist(x: Tensor, y: Tensor, c: float | Tensor = 1.0) -> Tensor:
         if t.dim() != 2:
             raise ValueError(f"{name} must have shape ({slot}, D), got {tuple(t.shape)}")
     _check_same(("x", "y"), x, y)
-    c = _curvature(c, x)
-    ax = _conformal(x, c)  # (N, 1)
-    ay = _conformal(y, c).squeeze(-1)  # (M,)
-    return _pairwise_chord_dist(x, y, ax, ay, c.sqrt())
-
-
-def _pairwise_chord_dist(x: Tensor, y: Tensor, ax: Tensor, ay: Tensor, sqrt_c: Tensor) -> Tensor:
-    def block(xb: Tensor, axb: Tensor, y: Tensor, ay: Tensor, sqrt_c: Tensor) -> Tensor:
-        chord = _safe_norm(xb.unsqueeze(1) - y.unsqueeze(0), keepdim=False)
-        return _chord_dist(chord, axb, ay, sqrt_c)
-
-    rows = max(1, _CHUNK_ELEMENTS // max(1, y.shape[0] * y.shape[1]))
-    if rows >= x.shape[0]:
-        return block(x, ax, y, ay, sqrt_c)
-    grad = torch.is_grad_enabled() and any(t.requires_grad for t in (x, y, ax, ay, sqrt_c))
-    out = []
-    for start in range(0, x.shape[0], rows):
-        args = (x[start : start + rows], ax[start : start + rows], y, ay, sqrt_c)
-        out.append(checkpoint(block, *args, use_reentrant=False) if grad else block(*args))
-    return torch.cat(out, dim=0)
+    return poincare_pairwise_dist(x, y, _curvature(c, x))
 
 
 def parallel_transport(x: Tensor, y: Tensor, v: Tensor, c: float | Tensor = 1.0) -> Tensor:

@@ -11,11 +11,19 @@ from __future__ import annotations
 import torch
 
 from geolayers.ops._extension import EXTENSION_LOADED, force_reference, has_kernel
+from geolayers.ops.poincare import (
+    poincare_gather_dist,
+    poincare_gather_dist_reference,
+    poincare_pairwise_dist,
+    poincare_pairwise_dist_reference,
+)
 from geolayers.ops.segment import segment_reduce_csr, segment_reduce_csr_reference
 
 #: Public op name -> (compiled-path function, reference function).
 OPS = {
     "segment_reduce_csr": (segment_reduce_csr, segment_reduce_csr_reference),
+    "poincare_pairwise_dist": (poincare_pairwise_dist, poincare_pairwise_dist_reference),
+    "poincare_gather_dist": (poincare_gather_dist, poincare_gather_dist_reference),
 }
 
 
@@ -38,6 +46,10 @@ __all__ = [
     "EXTENSION_LOADED",
     "OPS",
     "backend",
+    "poincare_gather_dist",
+    "poincare_gather_dist_reference",
+    "poincare_pairwise_dist",
+    "poincare_pairwise_dist_reference",
     "segment_reduce_csr",
     "segment_reduce_csr_reference",
 ]

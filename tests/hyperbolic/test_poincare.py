@@ -106,19 +106,6 @@ def test_pairwise_dist_matches_mpmath_and_dist(dtype, c):
     torch.testing.assert_close(out, P.dist(x[:, None], y[None], c), rtol=TOL[dtype], atol=0)
 
 
-def test_pairwise_dist_chunks_agree(monkeypatch):
-    x, y = points(40, 3, torch.float64, 1.0, 4), points(30, 3, torch.float64, 1.0, 5)
-    full = P.pairwise_dist(x, y)
-    monkeypatch.setattr(P, "_CHUNK_ELEMENTS", 200)  # blocks of 2 rows
-    xr = x.clone().requires_grad_()
-    chunked = P.pairwise_dist(xr, y)
-    torch.testing.assert_close(chunked, full, rtol=0, atol=0)
-    chunked.sum().backward()
-    xr2 = x.clone().requires_grad_()
-    P.dist(xr2[:, None], y[None]).sum().backward()
-    torch.testing.assert_close(xr.grad, xr2.grad)
-
-
 def test_pairwise_dist_nearby_points_near_boundary():
     # The matrix-product form |x|^2 + |y|^2 - 2<x, y> loses the chord here; the ops keep it.
     x = points(4, 3, torch.float64, 1.0, 6)[2:]
