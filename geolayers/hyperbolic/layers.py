@@ -306,22 +306,36 @@ class HyperbolicMLR(_Curved):
 
 
 class HyperbolicPrototypeHead(_Curved):
-    r"""Distance-to-prototype classifier on the Poincare ball.
+    r"""Distance-to-prototype classifier on the Poincare ball, with the optional angle term of
+    `"Hyperbolic Category Discovery" <https://arxiv.org/abs/2504.06120>`_ (HypCD; Liu, He and
+    Han, CVPR 2025).
 
     .. math::
-        \ell_k(x) = -\frac{d_c(x, \mu_k)}{\tau}, \qquad \mu_k = \exp_0^c(u_k)
+        \ell_k(x) = \frac{1}{\tau}\Big(-(1 - w)\, d_c(x, \mu_k)
+            + w \cos\angle(x, \mu_k)\Big)
 
-    with learnable prototypes stored as tangent vectors :math:`u_k` at the origin and the
-    stable :func:`~geolayers.hyperbolic.poincare.pairwise_dist` (no ``(N, K, D)`` tensor kept
-    for the backward). Any isometry of the ball applied to both inputs and prototypes leaves
-    the logits unchanged.
+    :math:`d_c` is the stable :func:`~geolayers.hyperbolic.poincare.pairwise_dist` (the fused
+    kernel: no ``(N, K, D)`` tensor), :math:`\angle(x, \mu_k)` the angle at the origin between
+    the geodesics to ``x`` and to :math:`\mu_k` (the ball is conformal, so it is the Euclidean
+    angle of the two vectors; 0 contributes cosine 0), and :math:`w` = ``angle_weight``. HypCD
+    mixes the two because the distance alone is dominated by the norms near the boundary.
+    With ``angle_weight=0`` any isometry of the ball applied to both inputs and prototypes
+    leaves the logits unchanged; the angle term is invariant under rotations only.
+
+    Prototypes are stored either as tangent vectors :math:`u_k` at the origin,
+    :math:`\mu_k = \exp_0^c(u_k)`, for any Euclidean optimizer (the default), or, with
+    ``riemannian=True``, as a :class:`geoopt.ManifoldParameter` on
+    ``geoopt.PoincareBall(c)`` holding the points themselves, for geoopt's Riemannian
+    optimizers (``geoopt.optim.RiemannianAdam``; fixed ``c`` only).
 
     Args:
         in_features: ``D``.
         num_classes: ``K``.
         c: curvature magnitude, ``c > 0``. (default: ``1.0``)
         temperature: :math:`\tau > 0`. (default: ``1.0``)
+        angle_weight: :math:`w \in [0, 1]`. (default: ``0.0``)
         learn_curvature: learn ``c`` (softplus-parametrised). (default: ``False``)
+        riemannian: store the prototypes as a geoopt ``ManifoldParameter``. (default: ``False``)
         strict: raise a :class:`ValueError` for inputs outside the ball. (default: ``False``)
 
     Shapes:
@@ -338,7 +352,9 @@ class HyperbolicPrototypeHead(_Curved):
         num_classes: int,
         c: float = 1.0,
         temperature: float = 1.0,
+        angle_weight: float = 0.0,
         learn_curvature: bool = False,
+        riemannian: bool = False,
         strict: bool = False,
     ) -> None:
         super().__init__()
@@ -346,30 +362,76 @@ class HyperbolicPrototypeHead(_Curved):
         self.num_classes = check_positive_int("num_classes", num_classes)
         self._init_curvature(c, learn_curvature)
         self.temperature = _check_positive("temperature", temperature)
+        if isinstance(angle_weight, bool) or not isinstance(angle_weight, (int, float)):
+            raise TypeError(f"angle_weight must be a float in [0, 1], got {describe(angle_weight)}")
+        if not 0 <= angle_weight <= 1:
+            raise ValueError(f"angle_weight must lie in [0, 1], got {angle_weight}")
+        self.angle_weight = float(angle_weight)
+        self.riemannian = bool(riemannian)
+        if self.riemannian and self.learn_curvature:
+            raise ValueError(
+                "riemannian=True needs a fixed curvature (learn_curvature=False): the manifold "
+                "of a geoopt ManifoldParameter is fixed"
+            )
         self.strict = bool(strict)
-        #: ``(K, D)`` tangent vectors at the origin of the prototypes.
-        self.prototype_tangent = nn.Parameter(torch.empty(num_classes, in_features))
+        if self.riemannian:
+            import geoopt
+
+            #: ``(K, D)`` the prototypes, points of ``geoopt.PoincareBall(c)``.
+            self.prototype_points = geoopt.ManifoldParameter(
+                torch.empty(num_classes, in_features), manifold=geoopt.PoincareBall(c=self._c)
+            )
+            self.register_parameter("prototype_tangent", None)
+        else:
+            #: ``(K, D)`` tangent vectors at the origin of the prototypes.
+            self.prototype_tangent = nn.Parameter(torch.empty(num_classes, in_features))
+            self.register_parameter("prototype_points", None)
         self.reset_parameters()
 
+    @property
+    def _param(self) -> Tensor:
+        return self.prototype_points if self.riemannian else self.prototype_tangent
+
     def reset_parameters(self) -> None:
-        nn.init.normal_(self.prototype_tangent, std=1 / math.sqrt(self.in_features))
+        with torch.no_grad():
+            tangent = torch.randn_like(self._param) / math.sqrt(self.in_features)
+            if self.riemannian:
+                self.prototype_points.copy_(P.expmap0(tangent, self._c))
+            else:
+                self.prototype_tangent.copy_(tangent)
 
     def prototypes(self) -> Tensor:
         """``(K, D)`` the prototypes on the ball."""
+        if self.riemannian:
+            return self.prototype_points
         return P.expmap0(self.prototype_tangent, P._curvature(self.c, self.prototype_tangent))
 
     def forward(self, x: Tensor) -> Tensor:
         """``(N, D)`` points of the ball -> ``(N, K)`` logits."""
-        x = self._check_input(x, self.in_features, self.prototype_tangent, "N, in_features")
+        x = self._check_input(x, self.in_features, self._param, "N, in_features")
         if x.dim() != 2:
             raise ValueError(f"x must have shape (N, in_features), got {tuple(x.shape)}")
         c = P._curvature(self.c, x)
         if self.strict:
             self._check_in_ball(x, c)
-        return -P.pairwise_dist(x, P.expmap0(self.prototype_tangent, c), c) / self.temperature
+        mu = self.prototypes() if self.riemannian else P.expmap0(self.prototype_tangent, c)
+        # A ManifoldParameter is a tensor subclass; the kernel takes plain tensors.
+        mu = mu.as_subclass(Tensor)
+        logits = -P.pairwise_dist(x, mu, c)
+        if self.angle_weight > 0:
+            # Zero vectors have no direction: their unit vector is taken as 0 (cosine 0).
+            def unit(v: Tensor) -> Tensor:
+                norm = _safe_norm(v)
+                return v / torch.where(norm > 0, norm, 1)
+
+            cosine = unit(x) @ unit(mu).T
+            logits = (1 - self.angle_weight) * logits + self.angle_weight * cosine
+        return logits / self.temperature
 
     def extra_repr(self) -> str:
         return (
             f"in_features={self.in_features}, num_classes={self.num_classes}, "
-            f"{self._c_repr()}, temperature={self.temperature}, strict={self.strict}"
+            f"{self._c_repr()}, temperature={self.temperature}, "
+            f"angle_weight={self.angle_weight}, riemannian={self.riemannian}, "
+            f"strict={self.strict}"
         )

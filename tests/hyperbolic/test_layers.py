@@ -320,3 +320,61 @@ def test_bad_inputs_raise_with_a_message():
             make_layer(name, d_in=5)(torch.zeros(2, 3, 5))
     with pytest.raises(TypeError, match="x must be a float32 or float64 tensor"):
         ToPoincare()([1.0, 2.0])
+
+
+# ----------------------------------------------------------------- prototype head options
+def test_prototype_head_angle_term_matches_formula_and_is_rotation_invariant():
+    gen = torch.Generator().manual_seed(40)
+    protos = ball_points(4, 3, 0.5, 41)
+    head = prototype_head_with(protos, 0.5)
+    head.angle_weight = 0.3
+    x = ball_points(6, 3, 0.5, 42)
+    x[0] = 0  # no direction: cosine 0, finite gradient
+    cos = torch.nn.functional.normalize(x, dim=1) @ torch.nn.functional.normalize(protos, dim=1).T
+    expect = (-(0.7) * P.pairwise_dist(x, protos, 0.5) + 0.3 * cos) / 0.5
+    torch.testing.assert_close(head(x), expect, rtol=1e-12, atol=1e-12)
+    _, rot = sample_isometry(gen, 3, 0.5)
+    rotated = prototype_head_with(protos @ rot.T, 0.5)
+    rotated.angle_weight = 0.3
+    torch.testing.assert_close(rotated(x @ rot.T), head(x), rtol=1e-10, atol=1e-10)
+    xr = x.clone().requires_grad_()
+    head(xr).sum().backward()
+    assert torch.isfinite(xr.grad).all()
+
+
+def test_prototype_head_riemannian_trains_with_geoopt_and_stays_in_the_ball():
+    geoopt = pytest.importorskip("geoopt")
+    torch.manual_seed(0)
+    head = HyperbolicPrototypeHead(2, 3, c=1.0, riemannian=True)
+    assert isinstance(head.prototype_points, geoopt.ManifoldParameter)
+    assert head.prototype_tangent is None and "riemannian=True" in repr(head)
+    # Same prototypes through the tangent parametrisation: same logits.
+    twin = prototype_head_with(head.prototypes().detach().double(), 1.0).float()
+    twin.temperature = head.temperature
+    x = ball_points(8, 2, 1.0, 43, torch.float32)
+    torch.testing.assert_close(head(x), twin(x), rtol=1e-5, atol=1e-5)
+    # Three separated clusters; RiemannianAdam moves the points along the ball.
+    centers = torch.tensor([[0.6, 0.0], [-0.3, 0.5], [-0.3, -0.5]])
+    labels = torch.arange(3).repeat_interleave(20)
+    inputs = centers[labels] + 0.05 * torch.randn(60, 2)
+    opt = geoopt.optim.RiemannianAdam(head.parameters(), lr=0.05)
+    losses = []
+    for _ in range(60):
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(head(inputs), labels)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+    assert losses[-1] < 0.7 * losses[0]
+    assert (head.prototypes().detach().norm(dim=1) < 1).all()
+    assert (head(inputs).argmax(1) == labels).float().mean() > 0.9
+    assert head.double().prototype_points.dtype == torch.float64
+
+
+def test_prototype_head_option_errors():
+    with pytest.raises(ValueError, match=r"angle_weight must lie in \[0, 1\]"):
+        HyperbolicPrototypeHead(3, 2, angle_weight=1.5)
+    with pytest.raises(TypeError, match="angle_weight must be a float"):
+        HyperbolicPrototypeHead(3, 2, angle_weight="0.5")
+    with pytest.raises(ValueError, match="riemannian=True needs a fixed curvature"):
+        HyperbolicPrototypeHead(3, 2, riemannian=True, learn_curvature=True)
