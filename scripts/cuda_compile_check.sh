@@ -159,11 +159,15 @@ grep -E 'warning:' "$TMP/build.log" | sort | uniq -c | sed 's/^/      build warn
 import sys
 import torch
 torch.ops.load_library(sys.argv[1])
-missing = [f"{op}/{key}" for op in ("geolayers::segment_reduce_csr", "geolayers::segment_reduce_csr_backward")
-           for key in ("CPU", "CUDA") if not torch._C._dispatch_has_kernel_for_dispatch_key(op, key)]
+ops = sorted({s.name for s in torch._C._jit_get_all_schemas() if s.name.startswith("geolayers::")})
+if not ops:
+    sys.exit("no geolayers:: op schema registered")
+missing = [f"{op}/{key}" for op in ops for key in ("CPU", "CUDA")
+           if not torch._C._dispatch_has_kernel_for_dispatch_key(op, key)]
 if missing:
     sys.exit(f"kernels not registered: {missing}")
-print(f"loaded {sys.argv[1].rsplit('/', 1)[-1]}: CPU and CUDA kernels registered")
+print(f"loaded {sys.argv[1].rsplit('/', 1)[-1]}: CPU and CUDA kernels registered for {len(ops)} ops: "
+      + ", ".join(op.split("::")[1] for op in ops))
 EOF
 [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "cuda_compile_check: FAILED to load the built library" >&2; exit 1; }
 echo "phase 2 (setup.py build_ext + link + load): $((SECONDS - phase2_start))s"

@@ -1,0 +1,45 @@
+"""Every benchmark runs end to end in its --smoke mode, so the commands behind the README
+tables do not rot; the figures themselves come from the full runs."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def run_benchmark(name, tmp_path):
+    out = tmp_path / f"{name}.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", f"benchmarks.{name}", "--smoke", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout, json.loads(out.read_text())
+
+
+def test_segment_reduce_smoke(tmp_path):
+    stdout, results = run_benchmark("segment_reduce", tmp_path)
+    assert "| reduce | threads |" in stdout
+    assert {r["config"]["threads"] for r in results["rows"]} == {1, 2}
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="peak memory needs /proc")
+def test_hyperbolic_ops_smoke(tmp_path):
+    stdout, results = run_benchmark("hyperbolic_ops", tmp_path)
+    assert "| D | threads | geolayers (ms) | geoopt (ms) | matmul (ms) |" in stdout
+    for row in results["rows"]:
+        assert set(row["seconds"]) == {"geolayers", "geoopt", "matmul"}
+        assert all(v > 0 for v in row["seconds"].values())
+        assert all(v is not None and v >= 0 for v in row["extra"]["peak_bytes"].values())
+    # The precision table: the fused op passes everywhere; the matrix-product form fails on
+    # nearby points near the boundary, in both dtypes.
+    precision = results["meta"]["precision"]
+    assert all("(pass)" in row[2] for row in precision)
+    assert [row[4].endswith("(FAIL)") for row in precision] == [True, False, True, False]
