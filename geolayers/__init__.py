@@ -7,9 +7,9 @@ from geolayers import ops, sets, testing
 
 __version__ = "0.1.0"
 
-# Areas that pull in torch_geometric or geoopt load on first use (``geolayers.graph``, or
+# Areas that pull in torch_geometric, geoopt or matplotlib load on first use (``geolayers.graph``, or
 # ``from geolayers.graph import ...``), so ``import geolayers`` stays as fast as torch itself.
-_LAZY = ("datasets", "graph", "hyperbolic", "invariant")
+_LAZY = ("datasets", "graph", "hyperbolic", "invariant", "viz")
 
 
 def __getattr__(name: str) -> ModuleType:
@@ -24,4 +24,14 @@ def __dir__() -> list[str]:
     return sorted([*globals(), *_LAZY])
 
 
-__all__ = ["__version__", "datasets", "graph", "hyperbolic", "invariant", "ops", "sets", "testing"]
+__all__ = [
+    "__version__",
+    "datasets",
+    "graph",
+    "hyperbolic",
+    "invariant",
+    "ops",
+    "sets",
+    "testing",
+    "viz",
+]

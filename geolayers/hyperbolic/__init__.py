@@ -1,17 +1,22 @@
-r"""Hyperbolic geometry: functional ops on the Poincare ball and the Lorentz model.
+r"""Hyperbolic geometry: functional ops, layers and losses on the Poincare ball and the Lorentz
+model.
 
 Two namespaced modules with the same vocabulary, curvature :math:`-c` with ``c > 0`` (a float
 or a 0-dim, possibly learnable, tensor), float32 and float64, finite values and gradients
 everywhere on the manifold:
 
 * :mod:`~geolayers.hyperbolic.poincare`: ``mobius_add``, ``mobius_matvec``, ``expmap0``,
-  ``logmap0``, ``expmap``, ``logmap``, ``dist``, ``pairwise_dist``, ``parallel_transport``,
-  ``project``, ``einstein_midpoint`` and the conversions Poincare <-> Lorentz <-> Klein;
+  ``logmap0``, ``expmap``, ``logmap``, ``dist``, ``pairwise_dist`` (the fused compiled
+  kernel), ``parallel_transport``, ``project``, ``einstein_midpoint`` and the conversions
+  Poincare <-> Lorentz <-> Klein;
 * :mod:`~geolayers.hyperbolic.lorentz`: ``minkowski_dot``, ``expmap0``, ``logmap0``,
   ``expmap``, ``logmap``, ``dist``, ``pairwise_dist``, ``parallel_transport``, ``project``,
   ``centroid`` (full ``D + 1`` coordinates, time first, as geoopt's ``Lorentz(k=1/c)``);
-* :mod:`~geolayers.hyperbolic.layers`: Poincare-ball modules ``ToPoincare``, ``MobiusLinear``,
-  ``HyperbolicMLR`` and ``HyperbolicPrototypeHead`` (fixed or learnable curvature).
+* layers: ``ToPoincare``, ``MobiusLinear``, ``HyperbolicMLR``, ``HyperbolicPrototypeHead``
+  (Poincare ball), ``ToLorentz``, ``LorentzLinear`` (Lorentz model) and the graph layer
+  ``HGCNConv`` (loaded on first use: it imports torch_geometric);
+* :mod:`~geolayers.hyperbolic.losses`: MERU's contrastive and entailment-cone losses and the
+  Poincare embedding loss.
 
 Example:
     >>> from geolayers.hyperbolic import poincare
@@ -19,19 +24,54 @@ Example:
     tensor(1.0986)
 """
 
-from geolayers.hyperbolic import lorentz, poincare
+from typing import Any
+
+from geolayers.hyperbolic import lorentz, losses, poincare
 from geolayers.hyperbolic.layers import (
     HyperbolicMLR,
     HyperbolicPrototypeHead,
     MobiusLinear,
     ToPoincare,
 )
+from geolayers.hyperbolic.lorentz_layers import LorentzLinear, ToLorentz
+from geolayers.hyperbolic.losses import (
+    MERUContrastiveLoss,
+    entailment_loss,
+    exterior_angle,
+    half_aperture,
+    meru_contrastive_loss,
+    poincare_embedding_loss,
+    poincare_embedding_loss_from_distances,
+)
+
+
+def __getattr__(name: str) -> Any:
+    # HGCNConv subclasses torch_geometric's MessagePassing; importing torch_geometric costs
+    # about 1.6 s, which users of the ops and the other layers should not pay.
+    if name == "HGCNConv":
+        from geolayers.hyperbolic.hgcn import HGCNConv
+
+        globals()["HGCNConv"] = HGCNConv
+        return HGCNConv
+    raise AttributeError(f"module 'geolayers.hyperbolic' has no attribute {name!r}")
+
 
 __all__ = [
+    "HGCNConv",
     "HyperbolicMLR",
     "HyperbolicPrototypeHead",
+    "LorentzLinear",
+    "MERUContrastiveLoss",
     "MobiusLinear",
+    "ToLorentz",
     "ToPoincare",
+    "entailment_loss",
+    "exterior_angle",
+    "half_aperture",
     "lorentz",
+    "losses",
+    "meru_contrastive_loss",
     "poincare",
+    "poincare_embedding_loss",
+    "poincare_embedding_loss_from_distances",
 ]

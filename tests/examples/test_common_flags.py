@@ -1,6 +1,13 @@
 import pytest
 
-EXAMPLES = ["deepsets_digit_sum", "hamgnn_facebook", "latent_stitching", "nw_domain_shift"]
+EXAMPLES = [
+    "deepsets_digit_sum",
+    "hamgnn_facebook",
+    "hgcn_facebook",
+    "hyperbolic_hierarchy_classifier",
+    "latent_stitching",
+    "nw_domain_shift",
+]
 
 
 @pytest.mark.parametrize("name", EXAMPLES)
