@@ -30,4 +30,21 @@ TORCH_LIBRARY(geolayers, m) {
   m.def(
       "poincare_gather_dist_backward(Tensor grad, Tensor x, Tensor y, Tensor index, Tensor c) -> "
       "(Tensor, Tensor)");
+  // Poincare embedding training (Nickel and Kiela 2017), updating weight (N, D) in place. One
+  // batch: u, v (B,) int64 positive pairs, negatives (B, K) int64 (-1: no negative); returns the
+  // mean loss (float64, 0-dim).
+  m.def(
+      "poincare_embedding_step(Tensor(a!) weight, Tensor u, Tensor v, Tensor negatives, float lr, float c) -> "
+      "Tensor");
+  // The negatives the epoch kernel draws for pairs (P, 2), as a (P, K) tensor: uniform, or from
+  // the cumulative weights neg_cdf (N,) float64 when it is not empty, never u or a node listed in
+  // u's row of the sorted CSR adjacency (adj_ptr (N + 1,), adj_idx (E,)).
+  m.def(
+      "poincare_embedding_negatives(Tensor pairs, Tensor adj_ptr, Tensor adj_idx, Tensor neg_cdf, int num_nodes, "
+      "int negatives, int seed, int epoch) -> Tensor");
+  // One epoch over pairs (P, 2) in the given order, in batches of batch_size, negatives sampled as
+  // above; returns the sum of the item losses (float64, 0-dim).
+  m.def(
+      "poincare_embedding_epoch(Tensor(a!) weight, Tensor pairs, Tensor adj_ptr, Tensor adj_idx, Tensor neg_cdf, "
+      "int negatives, int batch_size, float lr, float c, int seed, int epoch) -> Tensor");
 }

@@ -16,7 +16,9 @@ everywhere on the manifold:
   (Poincare ball), ``ToLorentz``, ``LorentzLinear`` (Lorentz model) and the graph layer
   ``HGCNConv`` (loaded on first use: it imports torch_geometric);
 * :mod:`~geolayers.hyperbolic.losses`: MERU's contrastive and entailment-cone losses and the
-  Poincare embedding loss.
+  Poincare embedding loss;
+* :mod:`~geolayers.hyperbolic.embedding`: ``PoincareEmbedding`` and ``fit_hierarchy``, Poincare
+  embeddings of hierarchies (Nickel and Kiela 2017) trained by the fused kernel.
 
 Example:
     >>> from geolayers.hyperbolic import poincare
@@ -27,6 +29,7 @@ Example:
 from typing import Any
 
 from geolayers.hyperbolic import lorentz, losses, poincare
+from geolayers.hyperbolic.embedding import FitResult, PoincareEmbedding, fit_hierarchy
 from geolayers.hyperbolic.layers import (
     HyperbolicMLR,
     HyperbolicPrototypeHead,
@@ -57,16 +60,19 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "FitResult",
     "HGCNConv",
     "HyperbolicMLR",
     "HyperbolicPrototypeHead",
     "LorentzLinear",
     "MERUContrastiveLoss",
     "MobiusLinear",
+    "PoincareEmbedding",
     "ToLorentz",
     "ToPoincare",
     "entailment_loss",
     "exterior_angle",
+    "fit_hierarchy",
     "half_aperture",
     "lorentz",
     "losses",

@@ -11,6 +11,13 @@ from __future__ import annotations
 import torch
 
 from geolayers.ops._extension import EXTENSION_LOADED, force_reference, has_kernel
+from geolayers.ops.embedding import (
+    poincare_embedding_epoch,
+    poincare_embedding_epoch_reference,
+    poincare_embedding_negatives,
+    poincare_embedding_step,
+    poincare_embedding_step_reference,
+)
 from geolayers.ops.poincare import (
     poincare_gather_dist,
     poincare_gather_dist_reference,
@@ -24,6 +31,10 @@ OPS = {
     "segment_reduce_csr": (segment_reduce_csr, segment_reduce_csr_reference),
     "poincare_pairwise_dist": (poincare_pairwise_dist, poincare_pairwise_dist_reference),
     "poincare_gather_dist": (poincare_gather_dist, poincare_gather_dist_reference),
+    # In-place training ops: compared with their references by tests/ops/test_poincare_embedding.py
+    # (check_op_against_reference compares outputs and gradients, which they do not have).
+    "poincare_embedding_step": (poincare_embedding_step, poincare_embedding_step_reference),
+    "poincare_embedding_epoch": (poincare_embedding_epoch, poincare_embedding_epoch_reference),
 }
 
 
@@ -46,6 +57,11 @@ __all__ = [
     "EXTENSION_LOADED",
     "OPS",
     "backend",
+    "poincare_embedding_epoch",
+    "poincare_embedding_epoch_reference",
+    "poincare_embedding_negatives",
+    "poincare_embedding_step",
+    "poincare_embedding_step_reference",
     "poincare_gather_dist",
     "poincare_gather_dist_reference",
     "poincare_pairwise_dist",
