@@ -24,8 +24,24 @@ PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
 if ! "$VENV/bin/python" -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$TORCH_VERSION')" 2>/dev/null; then
   "${PIP[@]}" install "torch==$TORCH_VERSION"
 fi
-"${PIP[@]}" install --no-build-isolation -e ".[dev,examples]"
+"${PIP[@]}" install --no-build-isolation -e ".[dev,examples,bench]"
 "${PIP[@]}" install --no-deps "escnn==1.0.11"
+
+# WordNet 3.0 for geolayers.datasets.wordnet (the Poincare embedding example reads it):
+# Debian's wordnet-base package puts the database in /usr/share/wordnet. Tried only as root
+# on Debian, without the recommended GUI, and never fatal: without it the reader's error
+# says how to install it.
+WORDNET_DIR="${WNHOME:-/usr/share/wordnet}"
+if [ ! -f "$WORDNET_DIR/data.noun" ] && [ ! -f "$WORDNET_DIR/dict/data.noun" ]; then
+  if [ "$(id -u)" = 0 ] && [ -f /etc/debian_version ] && command -v apt-get >/dev/null 2>&1; then
+    APT=(env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends wordnet-base)
+    if ! { "${APT[@]}" >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && "${APT[@]}" >/dev/null 2>&1; }; }; then
+      echo "warning: could not install wordnet-base (WordNet 3.0); the WordNet reader will be unavailable" >&2
+    fi
+  else
+    echo "note: WordNet 3.0 not in $WORDNET_DIR; to use geolayers.datasets.wordnet run, as root on Debian/Ubuntu: apt-get install wordnet-base (or set WNHOME)" >&2
+  fi
+fi
 "$VENV/bin/python" - <<'PY'
 import warnings
 warnings.simplefilter("ignore")

@@ -11,13 +11,27 @@ from geolayers.datasets.musae import (
     load_musae_facebook,
     load_musae_twitch,
 )
+from geolayers.datasets.wordnet import (
+    Hierarchy,
+    hierarchy_from_edges,
+    load_edge_list,
+    load_wordnet_mammals,
+    load_wordnet_nouns,
+    transitive_closure,
+)
 
 __all__ = [
     "FACEBOOK_CLASSES",
+    "Hierarchy",
     "TWITCH_CLASSES",
     "TWITCH_COUNTRIES",
+    "hierarchy_from_edges",
+    "load_edge_list",
     "load_mnist_sample",
     "load_musae_facebook",
     "load_musae_twitch",
+    "load_wordnet_mammals",
+    "load_wordnet_nouns",
     "mnist_sample_path",
+    "transitive_closure",
 ]

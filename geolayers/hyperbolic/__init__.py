@@ -18,7 +18,9 @@ everywhere on the manifold:
 * :mod:`~geolayers.hyperbolic.losses`: MERU's contrastive and entailment-cone losses and the
   Poincare embedding loss;
 * :mod:`~geolayers.hyperbolic.embedding`: ``PoincareEmbedding`` and ``fit_hierarchy``, Poincare
-  embeddings of hierarchies (Nickel and Kiela 2017) trained by the fused kernel.
+  embeddings of hierarchies (Nickel and Kiela 2017) trained by the fused kernel;
+* :mod:`~geolayers.hyperbolic.trees`: exact tree constructions of Sala et al. 2018
+  (combinatorial construction in arbitrary precision, h-MDS).
 
 Example:
     >>> from geolayers.hyperbolic import poincare
@@ -28,7 +30,7 @@ Example:
 
 from typing import Any
 
-from geolayers.hyperbolic import lorentz, losses, poincare
+from geolayers.hyperbolic import lorentz, losses, poincare, trees
 from geolayers.hyperbolic.embedding import FitResult, PoincareEmbedding, fit_hierarchy
 from geolayers.hyperbolic.layers import (
     HyperbolicMLR,
@@ -80,4 +82,5 @@ __all__ = [
     "poincare",
     "poincare_embedding_loss",
     "poincare_embedding_loss_from_distances",
+    "trees",
 ]

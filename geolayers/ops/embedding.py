@@ -85,11 +85,32 @@ def poincare_embedding_step_reference(
 
     param = geoopt.ManifoldParameter(weight.detach().clone(), manifold=geoopt.PoincareBall(c=c))
     opt = geoopt.optim.RiemannianSGD([param], lr=lr)
+    loss = poincare_embedding_loss(param, u, v, negatives, c)
+    loss.backward()
+    opt.step()
+    with torch.no_grad():
+        weight.copy_(param)
+    return loss.detach().double()
+
+
+def poincare_embedding_loss(
+    weight: Tensor, u: Tensor, v: Tensor, negatives: Tensor, c: float = 1.0
+) -> Tensor:
+    """The mean batch loss of the module docstring, differentiable by autograd.
+
+    Shapes: ``weight: (N, D)``, ``u, v: (B,)``, ``negatives: (B, K)`` (-1: empty slot) -> 0-dim.
+
+    Example:
+        >>> w = torch.tensor([[0.1, 0.0], [0.0, 0.2], [-0.3, 0.0]], dtype=torch.float64)
+        >>> round(float(poincare_embedding_loss(w, torch.tensor([0]), torch.tensor([1]),
+        ...                                     torch.tensor([[2]]))), 4)
+        0.5272
+    """
     cand = torch.cat([v.unsqueeze(1), negatives], dim=1)  # (B, 1 + K)
     valid = cand >= 0
-    rows = param[cand.clamp_min(0)]  # (B, 1 + K, D)
-    anchor = param[u].unsqueeze(1)  # (B, 1, D)
-    cc = torch.tensor(float(c), dtype=weight.dtype)
+    rows = weight[cand.clamp_min(0)]  # (B, 1 + K, D)
+    anchor = weight[u].unsqueeze(1)  # (B, 1, D)
+    cc = torch.tensor(float(c), dtype=weight.dtype, device=weight.device)
     chord = safe_sqrt((anchor - rows).square().sum(-1))
     # The same stable distance as the kernels (geolayers.ops.poincare), differentiated by autograd.
     d = chord_dist(
@@ -99,12 +120,7 @@ def poincare_embedding_step_reference(
         cc.sqrt(),
     )
     logits = torch.where(valid, -d, torch.full_like(d, float("-inf")))
-    loss = torch.nn.functional.cross_entropy(logits, torch.zeros_like(u))
-    loss.backward()
-    opt.step()
-    with torch.no_grad():
-        weight.copy_(param)
-    return loss.detach().double()
+    return torch.nn.functional.cross_entropy(logits, torch.zeros_like(u))
 
 
 def poincare_embedding_step(

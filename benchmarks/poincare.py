@@ -1,0 +1,349 @@
+"""Poincare embeddings of WordNet: training throughput against gensim and the autograd path,
+and the paper's reconstruction figures.
+
+Throughput (one run, the same closure, dimension 10, 50 negatives, batches of 10, float64):
+
+* ``geolayers fused``: :func:`geolayers.ops.poincare_embedding_epoch`, whole epochs, at 1 and
+  2 threads (Hogwild);
+* ``autograd + geoopt``: the reference path of the same step, batch by batch, as a geoopt user
+  writes it: the table as one ``ManifoldParameter``, :func:`geolayers.ops.embedding.
+  poincare_embedding_loss` (gather, stable distance, softmax loss), ``backward`` and
+  ``geoopt.optim.RiemannianSGD``, on the first relations of an epoch;
+* ``gensim``: ``gensim.models.poincare.PoincareModel`` (one worker, its only mode), trained for
+  one epoch on a random subset of the relations after it was built on all of them (its negatives
+  still come from the whole closure). gensim draws its negatives by frequency and redraws the
+  whole set until all are distinct and unrelated; on skewed closures such as WordNet's this is
+  most of its time, which is part of what is measured.
+
+Quality, :func:`geolayers.hyperbolic.fit_hierarchy` on the fused kernel (1 thread), evaluated
+with :func:`geolayers.metrics.reconstruction` (every node, every relation: the paper's
+protocol): mammals at d = 5 against the paper's figure caption (MAP 0.927, mean rank 1.26), and,
+with ``--nouns-minutes M`` (M > 0), all nouns at d = 10 for about M minutes against Table 1
+(MAP 0.851, mean rank 4.02), with the curve of MAP against time.
+
+Run: ``python -m benchmarks.poincare [--smoke] [--json PATH] [--nouns-minutes M]``. Needs
+WordNet (``apt-get install wordnet-base``) for the real data; ``--smoke`` uses a generated tree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+
+import torch
+
+from benchmarks._harness import machine_line, markdown_table
+from geolayers.hyperbolic import fit_hierarchy
+from geolayers.hyperbolic.embedding import relation_csr
+from geolayers.metrics.reconstruction import reconstruction
+from geolayers.ops import poincare_embedding_epoch
+from geolayers.ops.embedding import poincare_embedding_loss
+
+DIM, NEGATIVES, BATCH = 10, 50, 10
+PAPER = {"mammals": (0.927, 1.26, 5), "nouns": (0.851, 4.02, 10)}
+
+
+def tree_closure(num_nodes: int, arity: int = 4) -> torch.Tensor:
+    """Closure of the complete ``arity``-ary tree on ``num_nodes`` nodes (node i's parent is
+    (i - 1) // arity), ``(child, ancestor)`` pairs: the smoke-test hierarchy."""
+    pairs = []
+    for i in range(1, num_nodes):
+        a = (i - 1) // arity
+        pairs.append((i, a))
+        while a > 0:
+            a = (a - 1) // arity
+            pairs.append((i, a))
+    return torch.tensor(pairs)
+
+
+def throughput(edges: torch.Tensor, n: int, args) -> list[list[object]]:
+    ptr, idx = relation_csr(edges, n)
+    gen = torch.Generator().manual_seed(0)
+    rows = []
+    results: dict[str, float] = {}
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        weight = (torch.rand(n, DIM, generator=gen, dtype=torch.float64) * 2 - 1) * 1e-3
+        times = []
+        for epoch in range(args.epochs_timed):
+            order = edges[torch.randperm(edges.shape[0], generator=gen)]
+            start = time.perf_counter()
+            poincare_embedding_epoch(
+                weight, order, ptr, idx, NEGATIVES, BATCH, 0.1, seed=0, epoch=epoch
+            )
+            times.append(time.perf_counter() - start)
+        results[f"geolayers fused|{threads}"] = edges.shape[0] / statistics.median(times)
+    torch.set_num_threads(1)
+
+    # The reference path on the first relations of an epoch, with the kernel's negatives.
+    from geolayers.ops import poincare_embedding_negatives
+
+    count = min(edges.shape[0], args.reference_relations)
+    order = edges[torch.randperm(edges.shape[0], generator=gen)[:count]]
+    neg = poincare_embedding_negatives(order, ptr, idx, n, NEGATIVES, 0, 0)
+    # What a user writes with geoopt: the table as a ManifoldParameter, autograd, RiemannianSGD.
+    import geoopt
+
+    weight = (torch.rand(n, DIM, generator=gen, dtype=torch.float64) * 2 - 1) * 1e-3
+    param = geoopt.ManifoldParameter(weight, manifold=geoopt.PoincareBall())
+    opt = geoopt.optim.RiemannianSGD([param], lr=0.1)
+    start = time.perf_counter()
+    for s in range(0, count, BATCH):
+        opt.zero_grad()
+        batch = order[s : s + BATCH]
+        poincare_embedding_loss(param, batch[:, 0], batch[:, 1], neg[s : s + BATCH]).backward()
+        opt.step()
+    results["autograd + geoopt|1"] = count / (time.perf_counter() - start)
+
+    gensim_rate = gensim_throughput(edges, args.gensim_seconds)
+    if isinstance(gensim_rate, float):
+        results["gensim PoincareModel|1"] = gensim_rate
+    else:
+        print(f"gensim: {gensim_rate}")
+    for key, rate in results.items():
+        name, threads = key.split("|")
+        known = isinstance(gensim_rate, float)
+        vs_gensim = f"{rate / gensim_rate:.1f}x" if known else "n/a"
+        vs_ref = f"{rate / results['autograd + geoopt|1']:.1f}x"
+        rows.append([name, threads, f"{rate:,.0f}", vs_gensim, vs_ref])
+    return rows
+
+
+def gensim_throughput(edges: torch.Tensor, budget: float) -> float | str:
+    """gensim's relations per second, or why there is none.
+
+    The model is built on all relations; training then runs on random subsets of them, 100
+    relations first and ten times more while the whole takes under ``budget`` seconds. A subset
+    that has not finished after ``budget`` seconds (gensim's negative sampler can retry for
+    minutes on one item) ends the measurement: the rate of the last finished subset is kept.
+    """
+    try:
+        from gensim.models.poincare import PoincareModel
+    except ImportError:
+        return "gensim not installed"
+    import logging
+    import signal
+
+    logging.getLogger("gensim").setLevel(logging.WARNING)
+    relations = [(str(u), str(v)) for u, v in edges.tolist()]
+    model = PoincareModel(relations, size=DIM, negative=NEGATIVES, burn_in=0, seed=0)
+    everything = model.all_relations
+    gen = torch.Generator().manual_seed(1)
+    rate: float | str = f"no 100 relations trained in {budget:.0f} s"
+
+    def stop(signum, frame):
+        raise TimeoutError
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    try:
+        size = 100
+        while size <= len(everything):
+            keep = torch.randperm(len(everything), generator=gen)[:size].tolist()
+            model.all_relations = [everything[i] for i in keep]
+            signal.alarm(int(budget))
+            start = time.perf_counter()
+            try:
+                model.train(epochs=1, batch_size=BATCH, print_every=10**9)
+            except TimeoutError:
+                break
+            finally:
+                signal.alarm(0)
+            seconds = time.perf_counter() - start
+            rate = size / seconds
+            if seconds * 10 > budget:
+                break
+            size *= 10
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+    return rate
+
+
+def quality(
+    name: str,
+    edges: torch.Tensor,
+    n: int,
+    dim: int,
+    epochs: int,
+    eval_every: int,
+    lr: float,
+    batch_size: int,
+    minutes: float | None = None,
+) -> dict[str, object]:
+    target_map, target_rank, _ = PAPER.get(name, (None, None, dim))
+    curve: list[tuple[int, float, float, float]] = []
+    hit: dict[str, float] = {}
+    deadline = None if minutes is None else time.perf_counter() + 60 * minutes
+
+    def callback(model, epoch):
+        scores = reconstruction(model.poincare(), edges, progress=False)
+        train_seconds = history_seconds[0]
+        curve.append((epoch + 1, train_seconds, scores.map, scores.mean_rank))
+        if (
+            target_map is not None
+            and not hit
+            and scores.map >= target_map
+            and (scores.mean_rank <= target_rank)
+        ):
+            hit.update(
+                epoch=epoch + 1, train_seconds=train_seconds, wall_seconds=time.perf_counter() - t0
+            )
+        if deadline is not None and time.perf_counter() > deadline:
+            raise _OutOfTime
+        return {"map": scores.map, "mean_rank": scores.mean_rank}
+
+    history_seconds = [0.0]
+    t0 = time.perf_counter()
+    eval_seconds = [0.0]
+
+    def timed_callback(model, epoch):
+        # Training time excludes the evaluations (fit_hierarchy's "seconds" include them).
+        history_seconds[0] = (time.perf_counter() - t0) - eval_seconds[0]
+        start = time.perf_counter()
+        try:
+            return callback(model, epoch)
+        finally:
+            eval_seconds[0] += time.perf_counter() - start
+
+    try:
+        fit_hierarchy(
+            edges,
+            n,
+            dim,
+            epochs=epochs,
+            lr=lr,
+            batch_size=batch_size,
+            threads=1,
+            callback=timed_callback,
+            eval_every=eval_every,
+            progress=False,
+        )
+    except _OutOfTime:
+        pass
+    last = curve[-1]
+    return {
+        "hierarchy": name,
+        "dim": dim,
+        "epochs": last[0],
+        "train_seconds": last[1],
+        "map": last[2],
+        "mean_rank": last[3],
+        "target_hit": hit,
+        "curve": curve,
+        "paper": (target_map, target_rank),
+    }
+
+
+class _OutOfTime(Exception):
+    pass
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="generated tree, seconds")
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument("--wordnet", metavar="DIR", default=None, help="WordNet dict directory")
+    parser.add_argument(
+        "--nouns-minutes",
+        type=float,
+        default=0.0,
+        help="train all nouns at d = 10 for about this long (0: skip)",
+    )
+    parser.add_argument("--mammal-epochs", type=int, default=400)
+    args = parser.parse_args(argv)
+    args.epochs_timed = 1 if args.smoke else 3
+    args.reference_relations = 200 if args.smoke else 3000
+    args.gensim_seconds = 5.0 if args.smoke else 60.0
+
+    if args.smoke:
+        edges = tree_closure(400)
+        closures = {"tree": (edges, 400)}
+        throughput_on = "tree"
+    else:
+        from geolayers.datasets.wordnet import load_wordnet_mammals, load_wordnet_nouns
+
+        nouns = load_wordnet_nouns(wordnet_dir=args.wordnet)
+        mammals = load_wordnet_mammals(wordnet_dir=args.wordnet)
+        closures = {
+            "nouns": (nouns.edges, nouns.num_nodes),
+            "mammals": (mammals.edges, mammals.num_nodes),
+        }
+        throughput_on = "nouns"
+    edges, n = closures[throughput_on]
+    print(
+        f"training throughput on the {throughput_on} closure ({n:,} nodes, {edges.shape[0]:,} "
+        f"relations), d = {DIM}, {NEGATIVES} negatives, batches of {BATCH}, float64; "
+        f"{machine_line()}\n"
+    )
+    rows = throughput(edges, n, args)
+    print(
+        markdown_table(
+            ["implementation", "threads", "relations / s", "vs gensim", "vs autograd + geoopt"],
+            rows,
+        )
+    )
+
+    runs = []
+    if args.smoke:
+        runs.append(quality("tree", edges, n, 2, 20, 10, 1.0, BATCH))
+    else:
+        m_edges, m_n = closures["mammals"]
+        runs.append(quality("mammals", m_edges, m_n, 5, args.mammal_epochs, 20, 1.0, BATCH))
+        if args.nouns_minutes > 0:
+            runs.append(
+                quality("nouns", edges, n, 10, 10_000, 25, 1.0, 50, minutes=args.nouns_minutes)
+            )
+    table = []
+    for r in runs:
+        hit = r["target_hit"]
+        paper = r["paper"]
+        table.append(
+            [
+                r["hierarchy"],
+                r["dim"],
+                r["epochs"],
+                f"{r['train_seconds']:.1f}",
+                f"{r['map']:.3f}",
+                f"{r['mean_rank']:.2f}",
+                "n/a" if paper[0] is None else f"{paper[0]:.3f} / {paper[1]:.2f}",
+                f"epoch {hit['epoch']}, {hit['train_seconds']:.1f} s" if hit else "not reached",
+            ]
+        )
+    print(
+        "\nreconstruction (every node and relation of the closure), fused kernel, 1 thread, "
+        "lr 1.0, burn-in 20 epochs\n"
+    )
+    print(
+        markdown_table(
+            [
+                "hierarchy",
+                "d",
+                "epochs",
+                "train time (s)",
+                "MAP",
+                "mean rank",
+                "paper MAP / rank",
+                "paper figures reached at",
+            ],
+            table,
+        )
+    )
+    for r in runs:
+        if r["hierarchy"] == "nouns":
+            print("\nnouns, MAP against training time\n")
+            print(
+                markdown_table(
+                    ["epoch", "train time (s)", "MAP", "mean rank"],
+                    [[e, f"{s:.0f}", f"{m:.3f}", f"{k:.2f}"] for e, s, m, k in r["curve"]],
+                )
+            )
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"benchmark": "poincare", "throughput": rows, "quality": runs}, fh, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
