@@ -293,7 +293,7 @@ def main(argv=None) -> int:
         runs.append(quality("mammals", m_edges, m_n, 5, args.mammal_epochs, 20, 1.0, BATCH))
         if args.nouns_minutes > 0:
             runs.append(
-                quality("nouns", edges, n, 10, 10_000, 25, 1.0, 50, minutes=args.nouns_minutes)
+                quality("nouns", edges, n, 10, 10_000, 50, 1.0, 50, minutes=args.nouns_minutes)
             )
     table = []
     for r in runs:

@@ -43,3 +43,20 @@ def test_hyperbolic_ops_smoke(tmp_path):
     precision = results["meta"]["precision"]
     assert all("(pass)" in row[2] for row in precision)
     assert [row[4].endswith("(FAIL)") for row in precision] == [True, False, True, False]
+
+
+def test_poincare_smoke(tmp_path):
+    out = tmp_path / "poincare.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.poincare", "--smoke", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "| implementation | threads | relations / s |" in proc.stdout
+    results = json.loads(out.read_text())
+    names = [row[0] for row in results["throughput"]]
+    assert names[:3] == ["geolayers fused", "geolayers fused", "autograd + geoopt"]
+    assert results["quality"][0]["hierarchy"] == "tree"
