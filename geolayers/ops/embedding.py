@@ -16,7 +16,9 @@ x\rVert^2)^2}{4}\nabla_x)`, the projection being geoopt's (norm at most :math:`(
 :func:`poincare_embedding_step_reference` runs with autograd; the kernels compute the loss, its
 gradient and the update in one pass without Python per item, and the epoch kernel samples the
 negatives too (Philox keyed by seed, epoch and position, so the draws do not depend on the
-number of threads) and runs batches on all threads without locks (Hogwild, as [1]).
+number of threads) and runs batches on all threads without locks (Hogwild, as [1]). The CUDA
+twin draws the same negatives and runs the batches of an epoch in order (each batch in
+parallel), which is the CPU kernel's one-thread result up to the order of additions.
 """
 
 from __future__ import annotations
