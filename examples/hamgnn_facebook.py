@@ -32,28 +32,22 @@ seconds)::
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import sys
-import time
 from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
-from torch_geometric.data import Data
 from torch_geometric.nn import GCNConv
-from torch_geometric.utils import subgraph
-from tqdm.auto import tqdm
 
-from geolayers.datasets.musae import load_musae_facebook
 from geolayers.graph.hamiltonian import HamiltonianNodeEmbedding
 
+import _node_classification as node_classification
 from _common import example_parser, finish, timed_run
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_ROOT = os.path.join(REPO_ROOT, "..", "shared", "data", "musae")
-SPLIT = (0.6, 0.2, 0.2)
 MODELS = ("HamGNN", "GCN", "MLP")
 
 
@@ -127,104 +121,11 @@ class MLP(nn.Module):
         return self.classifier(F.dropout(h, self.dropout, self.training))
 
 
-def prepare(root: str, cfg: Config) -> tuple[Data, dict[str, Tensor]]:
-    """Graph with SVD-reduced features, and the seeded 60/20/20 node split."""
-    data = load_musae_facebook(root)
-    if cfg.max_nodes is not None and cfg.max_nodes < data.num_nodes:
-        # The subgraph induced by the first nodes: a smaller graph of the same kind.
-        keep = torch.arange(cfg.max_nodes)
-        edge_index, _ = subgraph(
-            keep, data.edge_index, relabel_nodes=True, num_nodes=data.num_nodes
-        )
-        data = Data(
-            x=data.x.index_select(0, keep),
-            edge_index=edge_index,
-            y=data.y[keep],
-            num_nodes=cfg.max_nodes,
-            class_names=data.class_names,
-        )
-    features = data.x.coalesce() if data.x.is_sparse else data.x
-    rank = min(cfg.svd_dim, *features.shape)
-    torch.manual_seed(cfg.seed)
-    u, s, _ = torch.svd_lowrank(features, q=rank, niter=4)
-    x = u * s
-    x = (x - x.mean(0)) / x.std(0).clamp_min(1e-12)
-    data.x = x
-
-    gen = torch.Generator().manual_seed(cfg.seed)
-    perm = torch.randperm(data.num_nodes, generator=gen)
-    n_train = int(SPLIT[0] * data.num_nodes)
-    n_val = int(SPLIT[1] * data.num_nodes)
-    split = {
-        "train": perm[:n_train],
-        "val": perm[n_train : n_train + n_val],
-        "test": perm[n_train + n_val :],
-    }
-    return data, split
-
-
-@torch.no_grad()
-def accuracy(model: nn.Module, data: Data, nodes: dict[str, Tensor]) -> dict[str, float]:
-    model.eval()
-    pred = model(data.x, data.edge_index).argmax(-1)
-    return {k: (pred[v] == data.y[v]).float().mean().item() for k, v in nodes.items()}
-
-
-def train(name: str, data: Data, split: dict[str, Tensor], cfg: Config, progress: bool) -> dict:
-    """Train one model; returns its accuracies at the best validation epoch and timings."""
-    torch.manual_seed(cfg.seed)
-    num_classes = len(data.class_names)
-    model = {"HamGNN": HamGNN, "GCN": GCN, "MLP": MLP}[name](data.x.size(1), cfg, num_classes)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    best: dict = {"val": -1.0, "test": 0.0, "train": 0.0, "epoch": 0, "state": None}
-    train_nodes = split["train"]
-    train_seconds = 0.0
-    bar = tqdm(range(1, cfg.epochs + 1), desc=name, disable=not progress, leave=False)
-    for epoch in bar:
-        start = time.perf_counter()
-        model.train()
-        out = model(data.x, data.edge_index)
-        loss = F.cross_entropy(out[train_nodes], data.y[train_nodes])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        train_seconds += time.perf_counter() - start
-        if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
-            acc = accuracy(model, data, split)
-            if acc["val"] > best["val"]:
-                best = {**acc, "epoch": epoch, "state": copy.deepcopy(model.state_dict())}
-            bar.set_postfix(loss=f"{loss.item():.3f}", val=f"{acc['val']:.3f}", refresh=False)
-    start = time.perf_counter()
-    model.load_state_dict(best.pop("state"))
-    best_again = accuracy(model, data, split)
-    infer_seconds = time.perf_counter() - start
-    if abs(best_again["test"] - best["test"]) > 1e-6:
-        raise RuntimeError(f"{name}: restored checkpoint disagrees with the recorded accuracy")
-    return {
-        **best,
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "train_seconds": train_seconds,
-        "ms_per_epoch": 1000 * train_seconds / max(cfg.epochs, 1),
-        "inference_seconds": infer_seconds,
-    }
-
-
 def run(root: str, cfg: Config, progress: bool = True) -> dict:
-    torch.set_num_threads(cfg.threads)
-    start = time.perf_counter()
-    data, split = prepare(root, cfg)
-    prep_seconds = time.perf_counter() - start
-    results = {name: train(name, data, split, cfg, progress) for name in MODELS}
-    return {
-        "models": results,
-        "prepare_seconds": prep_seconds,
-        "sizes": {
-            "nodes": int(data.num_nodes),
-            "directed_edges": int(data.edge_index.size(1)),
-            "features": int(data.x.size(1)),
-            **{k: int(v.numel()) for k, v in split.items()},
-        },
-    }
+    classes = {"HamGNN": HamGNN, "GCN": GCN, "MLP": MLP}
+    return node_classification.run(
+        root, cfg, MODELS, lambda name, d_in, n_cls: classes[name](d_in, cfg, n_cls), progress
+    )
 
 
 def markdown_table(results: dict, cfg: Config) -> str:

@@ -19,6 +19,7 @@
 #include <limits>
 
 #include "cpu_alloc.h"
+#include "checks.h"
 #include "poincare_dist.h"
 
 namespace geolayers {
@@ -287,20 +288,13 @@ std::tuple<at::Tensor, at::Tensor> pairwise_backward_cpu(const at::Tensor& grad_
   return {grad_x, grad_y};
 }
 
-void check_index_range(const at::Tensor& index, int64_t M) {
-  if (index.numel() == 0) return;
-  const int64_t lo = index.min().item<int64_t>(), hi = index.max().item<int64_t>();
-  TORCH_CHECK_INDEX(lo >= 0 && hi < M, "poincare_gather_dist: index values must lie in [0, ", M, "), got range [",
-                    lo, ", ", hi, "]");
-}
-
 at::Tensor gather_forward_cpu(const at::Tensor& x_in, const at::Tensor& y_in, const at::Tensor& index_in,
                               const at::Tensor& c_in) {
   check_poincare_pair("poincare_gather_dist", x_in, y_in, c_in);
   check_poincare_index("poincare_gather_dist", x_in, index_in);
   const at::Tensor x = x_in.contiguous(), y = y_in.contiguous(), index = index_in.contiguous();
   const int64_t B = x.size(0), K = index.size(1), D = x.size(1), M = y.size(0);
-  check_index_range(index, M);
+  check_index_values("poincare_gather_dist", "index", index, 0, M);
   at::Tensor out = at::empty({B, K}, x.options());
   if (B == 0 || K == 0) return out;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "poincare_gather_dist_cpu", [&] {
@@ -350,7 +344,7 @@ std::tuple<at::Tensor, at::Tensor> gather_backward_cpu(const at::Tensor& grad_in
                     "poincare_gather_dist_backward: grad must be (", B, ", ", K, "), got ", grad.sizes());
   TORCH_CHECK_TYPE(grad.scalar_type() == x.scalar_type(), "poincare_gather_dist_backward: grad must be ",
                    x.scalar_type(), ", got ", grad.scalar_type());
-  check_index_range(index, M);
+  check_index_values("poincare_gather_dist", "index", index, 0, M);
   at::Tensor grad_x = at::zeros({B, D}, x.options());
   at::Tensor grad_y = at::zeros({M, D}, x.options());
   if (B == 0 || K == 0 || D == 0) return {grad_x, grad_y};

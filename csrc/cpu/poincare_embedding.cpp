@@ -29,6 +29,7 @@
 #include <mutex>
 #include <vector>
 
+#include "checks.h"
 #include "philox.h"
 
 namespace geolayers {
@@ -192,13 +193,6 @@ void check_weight(const char* op, const at::Tensor& weight) {
   TORCH_CHECK_VALUE(weight.is_contiguous(), op, ": weight must be contiguous (it is updated in place)");
 }
 
-void check_range(const char* op, const char* name, const at::Tensor& t, int64_t lo, int64_t n) {
-  if (t.numel() == 0) return;
-  const int64_t mn = t.min().item<int64_t>(), mx = t.max().item<int64_t>();
-  TORCH_CHECK_INDEX(mn >= lo && mx < n, op, ": ", name, " values must lie in [", lo, ", ", n, "), got range [", mn,
-                    ", ", mx, "]");
-}
-
 void check_lr_c(const char* op, double lr, double c) {
   TORCH_CHECK_VALUE(lr >= 0 && std::isfinite(lr), op, ": lr must be non-negative and finite, got ", lr);
   TORCH_CHECK_VALUE(c > 0 && std::isfinite(c), op, ": c must be positive and finite, got ", c);
@@ -218,9 +212,9 @@ at::Tensor step_cpu(at::Tensor weight, const at::Tensor& u_in, const at::Tensor&
   for (const at::Tensor* t : {&u_in, &v_in, &neg_in}) {
     TORCH_CHECK_TYPE(t->scalar_type() == at::kLong, op, ": u, v and negatives must be int64");
   }
-  check_range(op, "u", u_in, 0, N);
-  check_range(op, "v", v_in, 0, N);
-  check_range(op, "negatives", neg_in, -1, N);
+  check_index_values(op, "u", u_in, 0, N);
+  check_index_values(op, "v", v_in, 0, N);
+  check_index_values(op, "negatives", neg_in, -1, N);
   const at::Tensor u = u_in.contiguous(), v = v_in.contiguous(), neg = neg_in.contiguous();
   const int64_t K = neg.size(1);
   double loss = 0;
@@ -248,8 +242,8 @@ void check_graph(const char* op, const at::Tensor& pairs, const at::Tensor& adj_
   TORCH_CHECK_VALUE(neg_cdf.numel() == 0 || (neg_cdf.dim() == 1 && neg_cdf.size(0) == N), op,
                     ": neg_cdf must be empty (uniform negatives) or (N,), got ", neg_cdf.sizes());
   TORCH_CHECK_TYPE(neg_cdf.numel() == 0 || neg_cdf.scalar_type() == at::kDouble, op, ": neg_cdf must be float64");
-  check_range(op, "pairs", pairs, 0, N);
-  check_range(op, "adj_idx", adj_idx, 0, N);
+  check_index_values(op, "pairs", pairs, 0, N);
+  check_index_values(op, "adj_idx", adj_idx, 0, N);
   const int64_t* p = adj_ptr.data_ptr<int64_t>();
   TORCH_CHECK_VALUE(p[0] == 0 && p[N] == adj_idx.size(0), op, ": adj_ptr must start at 0 and end at len(adj_idx)");
   for (int64_t i = 0; i < N; ++i) {

@@ -13,6 +13,7 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
+#include "checks.h"
 #include "poincare_dist.h"
 
 namespace geolayers {
@@ -260,13 +261,6 @@ std::tuple<at::Tensor, at::Tensor> pairwise_backward_cuda(const at::Tensor& grad
   return {grad_x, grad_y};
 }
 
-void check_index_range(const at::Tensor& index, int64_t M) {
-  if (index.numel() == 0) return;
-  const int64_t lo = index.min().item<int64_t>(), hi = index.max().item<int64_t>();
-  TORCH_CHECK_INDEX(lo >= 0 && hi < M, "poincare_gather_dist: index values must lie in [0, ", M, "), got range [",
-                    lo, ", ", hi, "]");
-}
-
 at::Tensor gather_forward_cuda(const at::Tensor& x_in, const at::Tensor& y_in, const at::Tensor& index_in,
                                const at::Tensor& c_in) {
   check_poincare_pair("poincare_gather_dist", x_in, y_in, c_in);
@@ -275,7 +269,7 @@ at::Tensor gather_forward_cuda(const at::Tensor& x_in, const at::Tensor& y_in, c
   const at::Tensor x = x_in.contiguous(), y = y_in.contiguous(), index = index_in.contiguous();
   const at::Tensor c = c_in.reshape({1}).contiguous();
   const int64_t B = x.size(0), K = index.size(1), D = x.size(1);
-  check_index_range(index, y.size(0));
+  check_index_values("poincare_gather_dist", "index", index, 0, y.size(0));
   at::Tensor out = at::empty({B, K}, x.options());
   if (B == 0 || K == 0) return out;
   auto stream = at::cuda::getCurrentCUDAStream();
@@ -306,7 +300,7 @@ std::tuple<at::Tensor, at::Tensor> gather_backward_cuda(const at::Tensor& grad_i
                     "poincare_gather_dist_backward: grad must be (", B, ", ", K, "), got ", grad.sizes());
   TORCH_CHECK_TYPE(grad.scalar_type() == x.scalar_type(), "poincare_gather_dist_backward: grad must be ",
                    x.scalar_type(), ", got ", grad.scalar_type());
-  check_index_range(index, M);
+  check_index_values("poincare_gather_dist", "index", index, 0, M);
   at::Tensor grad_x = at::zeros({B, D}, x.options()), grad_y = at::zeros({M, D}, x.options());
   if (B == 0 || K == 0 || D == 0) return {grad_x, grad_y};
   auto stream = at::cuda::getCurrentCUDAStream();

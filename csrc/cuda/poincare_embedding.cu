@@ -14,6 +14,7 @@
 
 #include <algorithm>
 
+#include "checks.h"
 #include "philox.h"
 
 namespace geolayers {
@@ -183,13 +184,6 @@ void check_all(const char* op, const at::Tensor& weight, std::initializer_list<c
   }
 }
 
-void check_range(const char* op, const char* name, const at::Tensor& t, int64_t lo, int64_t n) {
-  if (t.numel() == 0) return;
-  const int64_t mn = t.min().item<int64_t>(), mx = t.max().item<int64_t>();
-  TORCH_CHECK_INDEX(mn >= lo && mx < n, op, ": ", name, " values must lie in [", lo, ", ", n, "), got range [", mn,
-                    ", ", mx, "]");
-}
-
 template <typename T>
 T projection_eps() {
   return sizeof(T) == 4 ? T(4e-3) : T(1e-5);
@@ -223,9 +217,9 @@ at::Tensor step_cuda(at::Tensor weight, const at::Tensor& u_in, const at::Tensor
   const int64_t N = weight.size(0), B = u_in.size(0);
   TORCH_CHECK_VALUE(u_in.dim() == 1 && v_in.sizes() == u_in.sizes() && neg_in.dim() == 2 && neg_in.size(0) == B, op,
                     ": u, v must be (B,) and negatives (B, K)");
-  check_range(op, "u", u_in, 0, N);
-  check_range(op, "v", v_in, 0, N);
-  check_range(op, "negatives", neg_in, -1, N);
+  check_index_values(op, "u", u_in, 0, N);
+  check_index_values(op, "v", v_in, 0, N);
+  check_index_values(op, "negatives", neg_in, -1, N);
   const c10::cuda::CUDAGuard guard(weight.device());
   const at::Tensor u = u_in.contiguous(), v = v_in.contiguous(), neg = neg_in.contiguous();
   at::Tensor loss = at::zeros({}, weight.options().dtype(at::kDouble));
@@ -243,8 +237,8 @@ at::Tensor negatives_cuda(const at::Tensor& pairs_in, const at::Tensor& adj_ptr_
   TORCH_CHECK_VALUE(pairs_in.dim() == 2 && pairs_in.size(1) == 2, op, ": pairs must be (P, 2)");
   TORCH_CHECK_VALUE(adj_ptr_in.dim() == 1 && adj_ptr_in.size(0) == num_nodes + 1, op, ": adj_ptr must be (N + 1,)");
   TORCH_CHECK_VALUE(negatives >= 0 && negatives < (int64_t(1) << 24), op, ": negatives must be in [0, 2^24)");
-  check_range(op, "pairs", pairs_in, 0, num_nodes);
-  check_range(op, "adj_idx", adj_idx_in, 0, num_nodes);
+  check_index_values(op, "pairs", pairs_in, 0, num_nodes);
+  check_index_values(op, "adj_idx", adj_idx_in, 0, num_nodes);
   const c10::cuda::CUDAGuard guard(pairs_in.device());
   const at::Tensor pairs = pairs_in.contiguous(), adj_ptr = adj_ptr_in.contiguous(), adj_idx = adj_idx_in.contiguous();
   const at::Tensor cdf = neg_cdf_in.contiguous();
@@ -268,8 +262,8 @@ at::Tensor epoch_cuda(at::Tensor weight, const at::Tensor& pairs_in, const at::T
   const int64_t N = weight.size(0), K = negatives, B = batch_size;
   TORCH_CHECK_VALUE(adj_ptr_in.dim() == 1 && adj_ptr_in.size(0) == N + 1, op, ": adj_ptr must be (N + 1,)");
   TORCH_CHECK_VALUE(negatives >= 0 && negatives < (int64_t(1) << 24), op, ": negatives must be in [0, 2^24)");
-  check_range(op, "pairs", pairs_in, 0, N);
-  check_range(op, "adj_idx", adj_idx_in, 0, N);
+  check_index_values(op, "pairs", pairs_in, 0, N);
+  check_index_values(op, "adj_idx", adj_idx_in, 0, N);
   const c10::cuda::CUDAGuard guard(weight.device());
   const at::Tensor pairs = pairs_in.contiguous(), adj_ptr = adj_ptr_in.contiguous(), adj_idx = adj_idx_in.contiguous();
   const at::Tensor cdf = neg_cdf_in.contiguous();
