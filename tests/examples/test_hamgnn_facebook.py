@@ -1,12 +1,10 @@
-import json
 import os
 
 import pytest
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-FIXTURE = os.path.join(ROOT, "tests", "datasets", "fixtures", "musae")
-REAL = os.path.join(ROOT, "..", "shared", "data", "musae")
+from tests.examples.node_classification import FIXTURE, REAL, check_results
+
 MODELS = {"HamGNN", "GCN", "MLP"}
 
 
@@ -18,21 +16,6 @@ def example(load_example):
     torch.set_num_threads(threads)
 
 
-def check_results(path, nodes=None):
-    results = json.loads(path.read_text())
-    assert set(results["models"]) == MODELS
-    for r in results["models"].values():
-        for key in ("train", "val", "test"):
-            assert 0.0 <= r[key] <= 1.0
-        assert r["parameters"] > 0 and r["train_seconds"] >= 0 and r["epoch"] >= 1
-    sizes = results["sizes"]
-    assert sizes["train"] + sizes["val"] + sizes["test"] == sizes["nodes"]
-    if nodes is not None:
-        assert sizes["nodes"] == nodes
-    assert results["config"]["seed"] == 0 and "command" in results
-    return results
-
-
 def test_smoke_on_fixture_graph(example, tmp_path, capsys):
     out = tmp_path / "hamgnn.json"
     argv = ["--smoke", "--no-progress", "--threads", "1", "--root", FIXTURE, "--json", str(out)]
@@ -41,14 +24,14 @@ def test_smoke_on_fixture_graph(example, tmp_path, capsys):
     assert "| model | parameters | test accuracy (%)" in stdout
     rows = [line for line in stdout.splitlines() if line.startswith(("| HamGNN", "| GCN", "| MLP"))]
     assert len(rows) == 3
-    check_results(out, nodes=8)
+    check_results(out, MODELS, nodes=8)
 
 
 @pytest.mark.skipif(not os.path.isdir(REAL), reason="shared MUSAE data not present")
 def test_smoke_on_real_graph(example, tmp_path):
     out = tmp_path / "hamgnn.json"
     assert example.main(["--smoke", "--no-progress", "--threads", "1", "--json", str(out)]) == 0
-    results = check_results(out, nodes=example.SMOKE.max_nodes)
+    results = check_results(out, MODELS, nodes=example.SMOKE.max_nodes)
     assert results["config"]["epochs"] == example.SMOKE.epochs
 
 

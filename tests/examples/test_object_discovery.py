@@ -1,0 +1,65 @@
+import json
+
+import pytest
+
+
+def test_smoke_run_prints_table_writes_json_and_picture(tmp_path, run_example):
+    out_json, out_png = tmp_path / "od.json", tmp_path / "od.png"
+    proc = run_example(
+        "object_discovery",
+        "--model",
+        "isa-tsr",
+        "--smoke",
+        "--no-progress",
+        "--threads",
+        "1",
+        "--json",
+        str(out_json),
+        "--png",
+        str(out_png),
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("| model | FG-ARI"))
+    row = lines[header + 2].strip("|").split("|")
+    assert row[0].strip() == "ISA-TSR"
+    assert all(-100.0 <= float(c) <= 100.0 for c in row[1:5])  # ARI is in [-1, 1]
+    assert "torch threads 1" in proc.stdout and "wall time" in proc.stdout
+    results = json.loads(out_json.read_text())
+    (result,) = results["results"]
+    assert set(result["scores"]) == {
+        "in-distribution",
+        "OOD position",
+        "OOD scale",
+        "OOD position + scale",
+    }
+    assert results["config"]["steps"] == 4 and results["config"]["model"] == "isa-tsr"
+    assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_smoke_run_of_slot_attention_in_process(load_example, tmp_path, capsys):
+    example = load_example("object_discovery")
+    out_json = tmp_path / "sa.json"
+    assert example.main(["--model", "sa", "--smoke", "--no-progress", "--json", str(out_json)]) == 0
+    assert "| SA |" in capsys.readouterr().out
+    assert json.loads(out_json.read_text())["results"][0]["model"] == "sa"
+
+
+def test_help_lists_the_flags(load_example, capsys):
+    example = load_example("object_discovery")
+    with pytest.raises(SystemExit) as exit_info:
+        example.parse_args(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for flag in ("--smoke", "--no-progress", "--seed", "--json", "--threads", "--model", "--png"):
+        assert flag in out
+
+
+def test_bad_arguments_exit_with_message(load_example, capsys):
+    example = load_example("object_discovery")
+    with pytest.raises(SystemExit, match="--steps"):
+        example.main(["--steps", "0", "--no-progress"])
+    with pytest.raises(SystemExit):
+        example.parse_args(["--model", "isa-x"])
+    assert "--model" in capsys.readouterr().err
