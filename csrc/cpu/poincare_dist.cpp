@@ -288,6 +288,21 @@ std::tuple<at::Tensor, at::Tensor> pairwise_backward_cpu(const at::Tensor& grad_
   return {grad_x, grad_y};
 }
 
+// |x_b - y_j|^2 and the unclamped 1 - c |y_j|^2 (accumulated in double, as row_terms) of one
+// gathered pair.
+template <typename T>
+inline void gathered_pair(const T* xb, const T* yj, int64_t D, T c, T& chord2, T& a) {
+  T chord = 0;
+  double sq = 0;
+  for (int64_t d = 0; d < D; ++d) {
+    const T t = xb[d] - yj[d];
+    chord += t * t;
+    sq += static_cast<double>(yj[d]) * static_cast<double>(yj[d]);
+  }
+  chord2 = chord;
+  a = static_cast<T>(1.0 - static_cast<double>(c) * sq);
+}
+
 at::Tensor gather_forward_cpu(const at::Tensor& x_in, const at::Tensor& y_in, const at::Tensor& index_in,
                               const at::Tensor& c_in) {
   check_poincare_pair("poincare_gather_dist", x_in, y_in, c_in);
@@ -315,14 +330,8 @@ at::Tensor gather_forward_cpu(const at::Tensor& x_in, const at::Tensor& y_in, co
         const T* xb = xp + b * D;
         for (int64_t k = 0; k < K; ++k) {
           const T* yj = yp + ip[b * K + k] * D;
-          T chord = 0;
-          double sq = 0;
-          for (int64_t d = 0; d < D; ++d) {
-            const T t = xb[d] - yj[d];
-            chord += t * t;
-            sq += static_cast<double>(yj[d]) * static_cast<double>(yj[d]);
-          }
-          const T a = static_cast<T>(1.0 - static_cast<double>(c) * sq);
+          T chord, a;
+          gathered_pair<T>(xb, yj, D, c, chord, a);
           const T ib = T(1) / std::sqrt(a >= floor ? a : floor);
           op[b * K + k] = scale * asinh_nonneg<T>(sqrt_c * ia[b] * std::sqrt(chord) * ib);
         }
@@ -374,14 +383,8 @@ std::tuple<at::Tensor, at::Tensor> gather_backward_cpu(const at::Tensor& grad_in
         T q_row = 0;
         for (int64_t k = 0; k < K; ++k) {
           const T* yj = yp + ip[b * K + k] * D;
-          T chord = 0;
-          double sq = 0;
-          for (int64_t d = 0; d < D; ++d) {
-            const T t = xb[d] - yj[d];
-            chord += t * t;
-            sq += static_cast<double>(yj[d]) * static_cast<double>(yj[d]);
-          }
-          const T a = static_cast<T>(1.0 - static_cast<double>(c) * sq);
+          T chord, a;
+          gathered_pair<T>(xb, yj, D, c, chord, a);
           const bool floored = !(a >= floor);
           const T af = floored ? floor : a;
           const T ib = T(1) / std::sqrt(af);

@@ -285,22 +285,13 @@ def fit_hierarchy(
             epoch_lr = lr * burn_in_lr_factor if burning else lr
             ordered = pairs[_epoch_order(pairs.shape[0], seed, epoch)]
             weight = model.weight.data
-            if backend == "fused":
-                total = E.poincare_embedding_epoch(
-                    weight,
-                    ordered,
-                    adj_ptr,
-                    adj_idx,
-                    negatives,
-                    batch_size,
-                    epoch_lr,
-                    c,
-                    seed,
-                    epoch,
-                    burn_cdf if burning else None,
+            if manifold == "poincare":
+                run_epoch = (
+                    E.poincare_embedding_epoch
+                    if backend == "fused"
+                    else E.poincare_embedding_epoch_reference
                 )
-            elif manifold == "poincare":
-                total = E.poincare_embedding_epoch_reference(
+                total = run_epoch(
                     weight,
                     ordered,
                     adj_ptr,
