@@ -7,6 +7,7 @@ EXAMPLES = [
     "hyperbolic_hierarchy_classifier",
     "latent_stitching",
     "nw_domain_shift",
+    "object_discovery",
     "poincare_wordnet",
 ]
 
