@@ -75,6 +75,20 @@ __device__ __forceinline__ T floor_value() {
   return sizeof(T) == 4 ? T(1.4210854715202004e-14) : T(4.930380657631324e-32);
 }
 
+// |x_u - x_w|^2 and the unclamped 1 - c |x_w|^2 (accumulated in double) of one candidate.
+template <typename T>
+__device__ __forceinline__ void pair_terms(const T* xu, const T* xw, int64_t D, T c, T& r2, T& a) {
+  T acc = 0;
+  double sq = 0;
+  for (int64_t d = 0; d < D; ++d) {
+    const T t = xu[d] - xw[d];
+    acc += t * t;
+    sq += static_cast<double>(xw[d]) * static_cast<double>(xw[d]);
+  }
+  r2 = acc;
+  a = static_cast<T>(1.0 - static_cast<double>(c) * sq);
+}
+
 // One thread per item: loss into *loss_sum, scaled gradients into grad (N, D) with atomics.
 template <typename T>
 __global__ void item_gradient_kernel(const T* __restrict__ w, int64_t D, const int64_t* __restrict__ u_idx,
@@ -96,14 +110,8 @@ __global__ void item_gradient_kernel(const T* __restrict__ w, int64_t D, const i
     const int64_t r = j < 0 ? v_idx[b] : neg[b * K + j];
     if (r < 0) continue;
     const T* xw = w + r * D;
-    T r2 = 0;
-    double sq = 0;
-    for (int64_t d = 0; d < D; ++d) {
-      const T t = xu[d] - xw[d];
-      r2 += t * t;
-      sq += static_cast<double>(xw[d]) * static_cast<double>(xw[d]);
-    }
-    const T a = static_cast<T>(1.0 - static_cast<double>(c) * sq);
+    T r2, a;
+    pair_terms<T>(xu, xw, D, c, r2, a);
     const T z = sqrt_c * sqrt(r2) / sqrt(au * (a >= fl ? a : fl));
     const T t = z + sqrt(T(1) + z * z);
     total += c == T(1) ? T(1) / (t * t) : pow(t, -T(2) / sqrt_c);
@@ -115,14 +123,8 @@ __global__ void item_gradient_kernel(const T* __restrict__ w, int64_t D, const i
     const int64_t r = j < 0 ? v_idx[b] : neg[b * K + j];
     if (r < 0) continue;
     const T* xw = w + r * D;
-    T r2 = 0;
-    double sq = 0;
-    for (int64_t d = 0; d < D; ++d) {
-      const T t = xu[d] - xw[d];
-      r2 += t * t;
-      sq += static_cast<double>(xw[d]) * static_cast<double>(xw[d]);
-    }
-    const T a = static_cast<T>(1.0 - static_cast<double>(c) * sq);
+    T r2, a;
+    pair_terms<T>(xu, xw, D, c, r2, a);
     const T af = a >= fl ? a : fl;
     const T cw = a >= fl ? c / af : T(0);
     const T rr = sqrt(r2), sab = sqrt(au * af);

@@ -1,15 +1,19 @@
-"""Readers for real data shipped with installed packages, and procedural generators.
+"""Readers for real data shipped with installed packages or the system, and procedural
+generators. Nothing here downloads at run time.
 
-Nothing here downloads at run time.
+The MUSAE readers build ``torch_geometric`` graphs; they load on first use, so that the other
+readers do not pay for importing torch_geometric.
 """
 
+import importlib
+from typing import Any
+
 from geolayers.datasets.mnist import load_mnist_sample, mnist_sample_path
-from geolayers.datasets.musae import (
-    FACEBOOK_CLASSES,
-    TWITCH_CLASSES,
-    TWITCH_COUNTRIES,
-    load_musae_facebook,
-    load_musae_twitch,
+from geolayers.datasets.multi_object import (
+    POSE_SPLITS,
+    MultiObjectScenes,
+    make_multi_object_scenes,
+    render_scenes,
 )
 from geolayers.datasets.wordnet import (
     Hierarchy,
@@ -20,9 +24,28 @@ from geolayers.datasets.wordnet import (
     transitive_closure,
 )
 
+_MUSAE = (
+    "FACEBOOK_CLASSES",
+    "TWITCH_CLASSES",
+    "TWITCH_COUNTRIES",
+    "load_musae_facebook",
+    "load_musae_twitch",
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MUSAE:
+        value = getattr(importlib.import_module("geolayers.datasets.musae"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'geolayers.datasets' has no attribute {name!r}")
+
+
 __all__ = [
     "FACEBOOK_CLASSES",
     "Hierarchy",
+    "MultiObjectScenes",
+    "POSE_SPLITS",
     "TWITCH_CLASSES",
     "TWITCH_COUNTRIES",
     "hierarchy_from_edges",
@@ -32,6 +55,8 @@ __all__ = [
     "load_musae_twitch",
     "load_wordnet_mammals",
     "load_wordnet_nouns",
+    "make_multi_object_scenes",
     "mnist_sample_path",
+    "render_scenes",
     "transitive_closure",
 ]
