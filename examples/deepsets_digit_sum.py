@@ -23,7 +23,7 @@ The script prints a Markdown table of the mean absolute error of the predicted s
 set size, and that error divided by the size, which stays flat or falls for a model that
 extrapolates and grows for one that does not.
 
-Run (about 3 minutes on 2 CPU threads; ``--smoke`` takes seconds)::
+Run (about 5 minutes on 2 CPU threads; ``--smoke`` takes seconds)::
 
     python examples/deepsets_digit_sum.py
     python examples/deepsets_digit_sum.py --smoke --no-progress
@@ -59,7 +59,9 @@ FEATURES = 32
 
 @dataclass
 class Config:
-    steps: int = 4000
+    # 8,000 steps: at 4,000 the per-digit error of the encoder (trained on sums only) kept
+    # DeepSets at MAE 1.09 at size 10 on seed 0; 8,000 gave 0.84 in 4.6 minutes.
+    steps: int = 8000
     batch_sets: int = 64
     lr: float = 4e-3
     weight_decay: float = 1e-4
