@@ -8,9 +8,11 @@ preparation, the seeded split and the training protocol, so that every model the
 
 from __future__ import annotations
 
+import argparse
 import copy
+import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -22,7 +24,12 @@ from tqdm.auto import tqdm
 
 from geolayers.datasets.musae import load_musae_facebook
 
+from _common import finish, timed_run
+
 SPLIT = (0.6, 0.2, 0.2)
+DEFAULT_ROOT = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "data", "musae"
+)
 
 #: ``build(name, in_channels, num_classes) -> nn.Module``.
 Builder = Callable[[str, int, int], nn.Module]
@@ -128,3 +135,132 @@ def run(root: str, cfg: Any, models: Sequence[str], build: Builder, progress: bo
             **{k: int(v.numel()) for k, v in split.items()},
         },
     }
+
+
+# --- the command line and the report every such example shares ------------------------------
+
+
+def add_shared_flags(
+    p: argparse.ArgumentParser, defaults: Any, smoke: Any, dropout_help: str
+) -> None:
+    """The data and training flags of every Facebook example; the sizes default to ``None``
+    so that ``--smoke`` can pick its own (see :func:`shared_config`)."""
+    p.add_argument("--root", default=DEFAULT_ROOT, help="folder with the MUSAE facebook_* files")
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help=f"epochs per model (default: {defaults.epochs}; smoke: {smoke.epochs})",
+    )
+    p.add_argument(
+        "--hidden",
+        type=int,
+        default=None,
+        help=f"hidden width of every model (default: {defaults.hidden})",
+    )
+    p.add_argument(
+        "--svd-dim",
+        type=int,
+        default=None,
+        help=f"input width after the truncated SVD (default: {defaults.svd_dim})",
+    )
+    p.add_argument("--lr", type=float, default=defaults.lr, help="Adam learning rate")
+    p.add_argument(
+        "--weight-decay", type=float, default=defaults.weight_decay, help="Adam weight decay"
+    )
+    p.add_argument("--dropout", type=float, default=defaults.dropout, help=dropout_help)
+    p.add_argument(
+        "--max-nodes",
+        type=int,
+        default=None,
+        help=f"keep the subgraph induced by the first N nodes (default: all; smoke: "
+        f"{smoke.max_nodes})",
+    )
+
+
+def shared_config(args: argparse.Namespace, base: Any) -> dict[str, Any]:
+    """The fields of the configuration that :func:`add_shared_flags` sets, for
+    ``dataclasses.replace(base, **shared_config(args, base), ...)``."""
+
+    def size(name: str) -> Any:
+        value = getattr(args, name)
+        return getattr(base, name) if value is None else value
+
+    return {
+        "epochs": size("epochs"),
+        "hidden": size("hidden"),
+        "svd_dim": size("svd_dim"),
+        "max_nodes": size("max_nodes"),
+        "lr": args.lr,
+        "weight_decay": args.weight_decay,
+        "dropout": args.dropout,
+        "seed": args.seed,
+        "threads": args.threads,
+    }
+
+
+def check_shared_config(cfg: Any) -> None:
+    """Exit with a message when a shared flag is out of range."""
+    if min(cfg.epochs, cfg.hidden, cfg.svd_dim, cfg.threads) < 1:
+        raise SystemExit("--epochs, --hidden, --svd-dim and --threads must be >= 1")
+    if cfg.max_nodes is not None and cfg.max_nodes < 5:
+        raise SystemExit(f"--max-nodes must be >= 5 (a 60/20/20 split), got {cfg.max_nodes}")
+    if not 0 <= cfg.dropout < 1:
+        raise SystemExit("--dropout must be in [0, 1)")
+
+
+def results_table(results: dict, names: Mapping[str, str]) -> str:
+    """The Markdown table of the models' results, one row per model, labelled by ``names``."""
+    lines = [
+        "| model | parameters | test accuracy (%) | val accuracy (%) | best epoch "
+        "| train time (s) | ms / epoch |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in results["models"].items():
+        lines.append(
+            f"| {names[name]} | {r['parameters']:,} | {100 * r['test']:.2f} | "
+            f"{100 * r['val']:.2f} | {r['epoch']} | {r['train_seconds']:.1f} | "
+            f"{r['ms_per_epoch']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def run_and_report(
+    args: argparse.Namespace,
+    cfg: Any,
+    argv: list[str] | None,
+    run_models: Callable[[str, Any, bool], dict],
+    table: Callable[[dict], str],
+) -> int:
+    """Run the experiment, print the set-up, the table and the protocol line; returns 0."""
+
+    def experiment() -> dict:
+        try:
+            results = run_models(args.root, cfg, args.progress)
+        except FileNotFoundError as err:
+            raise SystemExit(f"error: {err}") from err
+        results["root"] = os.path.abspath(args.root)
+        return results
+
+    results, _ = timed_run(experiment, cfg, argv)
+    sizes = results["sizes"]
+    print(
+        f"seed {cfg.seed}, torch threads {torch.get_num_threads()}, {cfg.epochs} full-batch "
+        f"epochs per model, Adam lr {cfg.lr}, weight decay {cfg.weight_decay}, dropout "
+        f"{cfg.dropout}, hidden {cfg.hidden}"
+    )
+    print(
+        f"data: MUSAE Facebook page-page ({results['root']}), {sizes['nodes']} nodes, "
+        f"{sizes['directed_edges'] // 2} undirected edges, 4 classes; features: truncated SVD "
+        f"to {sizes['features']} columns; split {sizes['train']}/{sizes['val']}/"
+        f"{sizes['test']} train/val/test nodes"
+    )
+    print()
+    print(table(results))
+    print()
+    print(
+        "Accuracy at the epoch with the best validation accuracy (checked every "
+        f"{cfg.eval_every} epochs); train time excludes evaluation. Data preparation "
+        f"(reading, SVD): {results['prepare_seconds']:.1f} s."
+    )
+    return finish(results, args.json)

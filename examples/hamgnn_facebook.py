@@ -32,11 +32,9 @@ seconds)::
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from dataclasses import dataclass, replace
 
-import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 from torch_geometric.nn import GCNConv
@@ -44,10 +42,8 @@ from torch_geometric.nn import GCNConv
 from geolayers.graph.hamiltonian import HamiltonianNodeEmbedding
 
 import _node_classification as node_classification
-from _common import example_parser, finish, timed_run
+from _common import example_parser
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_ROOT = os.path.join(REPO_ROOT, "..", "shared", "data", "musae")
 MODELS = ("HamGNN", "GCN", "MLP")
 
 
@@ -129,23 +125,12 @@ def run(root: str, cfg: Config, progress: bool = True) -> dict:
 
 
 def markdown_table(results: dict, cfg: Config) -> str:
-    lines = [
-        "| model | parameters | test accuracy (%) | val accuracy (%) | best epoch "
-        "| train time (s) | ms / epoch |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-    ]
     names = {
         "HamGNN": f"HamGNN ({cfg.hamiltonian}, T={cfg.time:g}, {cfg.steps} steps)",
         "GCN": "GCN (2 layers)",
         "MLP": "MLP (no graph)",
     }
-    for name, r in results["models"].items():
-        lines.append(
-            f"| {names[name]} | {r['parameters']:,} | {100 * r['test']:.2f} | "
-            f"{100 * r['val']:.2f} | {r['epoch']} | {r['train_seconds']:.1f} | "
-            f"{r['ms_per_epoch']:.0f} |"
-        )
-    return "\n".join(lines)
+    return node_classification.results_table(results, names)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -156,25 +141,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         threads=d.threads,
         seed_help="seed of the split, SVD and initial weights",
     )
-    p.add_argument("--root", default=DEFAULT_ROOT, help="folder with the MUSAE facebook_* files")
-    p.add_argument(
-        "--epochs",
-        type=int,
-        default=None,
-        help=f"epochs per model (default: {d.epochs}; smoke: {SMOKE.epochs})",
-    )
-    p.add_argument(
-        "--hidden",
-        type=int,
-        default=None,
-        help=f"hidden width of every model (default: {d.hidden})",
-    )
-    p.add_argument(
-        "--svd-dim",
-        type=int,
-        default=None,
-        help=f"input width after the truncated SVD (default: {d.svd_dim})",
-    )
+    node_classification.add_shared_flags(p, d, SMOKE, "dropout on inputs and hidden features")
     p.add_argument(
         "--steps",
         type=int,
@@ -188,18 +155,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=d.hamiltonian,
         help="form of the learned Hamiltonian",
     )
-    p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate")
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay, help="Adam weight decay")
-    p.add_argument(
-        "--dropout", type=float, default=d.dropout, help="dropout on inputs and hidden features"
-    )
-    p.add_argument(
-        "--max-nodes",
-        type=int,
-        default=None,
-        help="keep the subgraph induced by the first N nodes (default: all; smoke: 1500)",
-    )
-    return p.parse_args(argv)  # fmt: skip
+    return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -207,57 +163,19 @@ def main(argv: list[str] | None = None) -> int:
     base = SMOKE if args.smoke else Config()
     cfg = replace(
         base,
-        epochs=base.epochs if args.epochs is None else args.epochs,
-        hidden=base.hidden if args.hidden is None else args.hidden,
-        svd_dim=base.svd_dim if args.svd_dim is None else args.svd_dim,
+        **node_classification.shared_config(args, base),
         steps=base.steps if args.steps is None else args.steps,
-        max_nodes=base.max_nodes if args.max_nodes is None else args.max_nodes,
         time=args.time,
         hamiltonian=args.hamiltonian,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        dropout=args.dropout,
-        seed=args.seed,
-        threads=args.threads,
     )
-    if min(cfg.epochs, cfg.hidden, cfg.svd_dim, cfg.steps, cfg.threads) < 1:
-        raise SystemExit("--epochs, --hidden, --svd-dim, --steps and --threads must be >= 1")
-    if cfg.max_nodes is not None and cfg.max_nodes < 5:
-        raise SystemExit(f"--max-nodes must be >= 5 (a 60/20/20 split), got {cfg.max_nodes}")
-    if not cfg.time > 0 or not 0 <= cfg.dropout < 1:
-        raise SystemExit("--time must be > 0 and --dropout in [0, 1)")
-
-    def experiment() -> dict:
-        try:
-            results = run(args.root, cfg, progress=args.progress)
-        except FileNotFoundError as err:
-            raise SystemExit(f"error: {err}") from err
-        results["root"] = os.path.abspath(args.root)
-        return results
-
-    results, wall = timed_run(experiment, cfg, argv)
-
-    sizes = results["sizes"]
-    print(
-        f"seed {cfg.seed}, torch threads {torch.get_num_threads()}, {cfg.epochs} full-batch "
-        f"epochs per model, Adam lr {cfg.lr}, weight decay {cfg.weight_decay}, dropout "
-        f"{cfg.dropout}, hidden {cfg.hidden}"
+    node_classification.check_shared_config(cfg)
+    if cfg.steps < 1:
+        raise SystemExit("--steps must be >= 1")
+    if not cfg.time > 0:
+        raise SystemExit("--time must be > 0")
+    return node_classification.run_and_report(
+        args, cfg, argv, run, lambda results: markdown_table(results, cfg)
     )
-    print(
-        f"data: MUSAE Facebook page-page ({results['root']}), {sizes['nodes']} nodes, "
-        f"{sizes['directed_edges'] // 2} undirected edges, 4 classes; features: truncated SVD "
-        f"to {sizes['features']} columns; split {sizes['train']}/{sizes['val']}/"
-        f"{sizes['test']} train/val/test nodes"
-    )
-    print()
-    print(markdown_table(results, cfg))
-    print()
-    print(
-        "Accuracy at the epoch with the best validation accuracy (checked every "
-        f"{cfg.eval_every} epochs); train time excludes evaluation. Data preparation "
-        f"(reading, SVD): {results['prepare_seconds']:.1f} s."
-    )
-    return finish(results, args.json)
 
 
 if __name__ == "__main__":

@@ -33,11 +33,9 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 from dataclasses import dataclass, replace
 
-import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 from torch_geometric.nn import GCNConv
@@ -47,10 +45,8 @@ from geolayers.hyperbolic import poincare as P
 from geolayers.hyperbolic.hgcn import HGCNConv
 
 import _node_classification as node_classification
-from _common import example_parser, finish, timed_run
+from _common import example_parser
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_ROOT = os.path.join(REPO_ROOT, "..", "shared", "data", "musae")
 MODELS = ("HGCN", "HGCN-mean", "GCN")
 
 
@@ -130,23 +126,12 @@ def run(root: str, cfg: Config, progress: bool = True) -> dict:
 
 
 def markdown_table(results: dict, cfg: Config) -> str:
-    lines = [
-        "| model | parameters | test accuracy (%) | val accuracy (%) | best epoch "
-        "| train time (s) | ms / epoch |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-    ]
     names = {
         "HGCN": f"HGCN (2 layers, attention, c={cfg.curvature:g})",
         "HGCN-mean": f"HGCN (2 layers, mean aggregation, c={cfg.curvature:g})",
         "GCN": "GCN (2 layers)",
     }
-    for name, r in results["models"].items():
-        lines.append(
-            f"| {names[name]} | {r['parameters']:,} | {100 * r['test']:.2f} | "
-            f"{100 * r['val']:.2f} | {r['epoch']} | {r['train_seconds']:.1f} | "
-            f"{r['ms_per_epoch']:.0f} |"
-        )
-    return "\n".join(lines)
+    return node_classification.results_table(results, names)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -157,24 +142,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         threads=d.threads,
         seed_help="seed of the split, SVD and initial weights",
     )
-    p.add_argument("--root", default=DEFAULT_ROOT, help="folder with the MUSAE facebook_* files")
-    p.add_argument(
-        "--epochs",
-        type=int,
-        default=None,
-        help=f"epochs per model (default: {d.epochs}; smoke: {SMOKE.epochs})",
-    )
-    p.add_argument(
-        "--hidden",
-        type=int,
-        default=None,
-        help=f"hidden width of every model (default: {d.hidden})",
-    )
-    p.add_argument(
-        "--svd-dim",
-        type=int,
-        default=None,
-        help=f"input width after the truncated SVD (default: {d.svd_dim})",
+    node_classification.add_shared_flags(
+        p, d, SMOKE, "dropout on the input features, and on the GCN hidden features / HGCN weights"
     )
     p.add_argument(
         "--curvature",
@@ -182,77 +151,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=d.curvature,
         help="curvature magnitude c > 0 of the HGCN balls (curvature -c)",
     )
-    p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate")
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay, help="Adam weight decay")
-    p.add_argument(
-        "--dropout",
-        type=float,
-        default=d.dropout,
-        help="dropout on the input features, and on the GCN hidden features / HGCN weights",
-    )
-    p.add_argument(
-        "--max-nodes",
-        type=int,
-        default=None,
-        help="keep the subgraph induced by the first N nodes (default: all; smoke: 1500)",
-    )
-    return p.parse_args(argv)  # fmt: skip
+    return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     base = SMOKE if args.smoke else Config()
-    cfg = replace(
-        base,
-        epochs=base.epochs if args.epochs is None else args.epochs,
-        hidden=base.hidden if args.hidden is None else args.hidden,
-        svd_dim=base.svd_dim if args.svd_dim is None else args.svd_dim,
-        max_nodes=base.max_nodes if args.max_nodes is None else args.max_nodes,
-        curvature=args.curvature,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        dropout=args.dropout,
-        seed=args.seed,
-        threads=args.threads,
+    cfg = replace(base, **node_classification.shared_config(args, base), curvature=args.curvature)
+    node_classification.check_shared_config(cfg)
+    if not 0 < cfg.curvature < math.inf:
+        raise SystemExit("--curvature must be > 0 and finite")
+    return node_classification.run_and_report(
+        args, cfg, argv, run, lambda results: markdown_table(results, cfg)
     )
-    if min(cfg.epochs, cfg.hidden, cfg.svd_dim, cfg.threads) < 1:
-        raise SystemExit("--epochs, --hidden, --svd-dim and --threads must be >= 1")
-    if cfg.max_nodes is not None and cfg.max_nodes < 5:
-        raise SystemExit(f"--max-nodes must be >= 5 (a 60/20/20 split), got {cfg.max_nodes}")
-    if not (0 < cfg.curvature < math.inf) or not 0 <= cfg.dropout < 1:
-        raise SystemExit("--curvature must be > 0 and finite, and --dropout in [0, 1)")
-
-    def experiment() -> dict:
-        try:
-            results = run(args.root, cfg, progress=args.progress)
-        except FileNotFoundError as err:
-            raise SystemExit(f"error: {err}") from err
-        results["root"] = os.path.abspath(args.root)
-        return results
-
-    results, wall = timed_run(experiment, cfg, argv)
-
-    sizes = results["sizes"]
-    print(
-        f"seed {cfg.seed}, torch threads {torch.get_num_threads()}, {cfg.epochs} full-batch "
-        f"epochs per model, Adam lr {cfg.lr}, weight decay {cfg.weight_decay}, dropout "
-        f"{cfg.dropout}, hidden {cfg.hidden}"
-    )
-    print(
-        f"data: MUSAE Facebook page-page ({results['root']}), {sizes['nodes']} nodes, "
-        f"{sizes['directed_edges'] // 2} undirected edges, 4 classes; features: truncated SVD "
-        f"to {sizes['features']} columns; split {sizes['train']}/{sizes['val']}/"
-        f"{sizes['test']} train/val/test nodes"
-    )
-    print()
-    print(markdown_table(results, cfg))
-    print()
-    print(
-        "Accuracy at the epoch with the best validation accuracy (checked every "
-        f"{cfg.eval_every} epochs); train time excludes evaluation. Data preparation "
-        f"(reading, SVD): {results['prepare_seconds']:.1f} s."
-    )
-    return finish(results, args.json)
 
 
 if __name__ == "__main__":
