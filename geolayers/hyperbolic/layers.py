@@ -80,6 +80,18 @@ class _Curved(nn.Module):
             )
         return x
 
+    def _ball_input(self, x: object, like: Tensor, slot: str) -> tuple[Tensor, Tensor]:
+        """The checked input of a layer on the ball and the curvature as a tensor of its dtype;
+        ``(N, in_features)`` inputs (``slot`` starting with ``N``) must be 2-D, and ``strict``
+        layers reject points outside the ball."""
+        x = self._check_input(x, self.in_features, like, slot)
+        if slot.startswith("N") and x.dim() != 2:
+            raise ValueError(f"x must have shape ({slot}), got {tuple(x.shape)}")
+        c = P._curvature(self.c, x)
+        if self.strict:
+            self._check_in_ball(x, c)
+        return x, c
+
     def _check_in_ball(self, x: Tensor, c: Tensor) -> None:
         # Unclamped 1 - c|x|^2 (the clamped _conformal would hide points outside the ball).
         if bool((P._one_minus_unclamped(x, c) <= 0).any()):
@@ -196,10 +208,7 @@ class MobiusLinear(_Curved):
 
     def forward(self, x: Tensor) -> Tensor:
         """``(..., D_in)`` points of the ball -> ``(..., D_out)`` points of the ball."""
-        x = self._check_input(x, self.in_features, self.weight, "..., in_features")
-        c = P._curvature(self.c, x)
-        if self.strict:
-            self._check_in_ball(x, c)
+        x, c = self._ball_input(x, self.weight, "..., in_features")
         y = P.mobius_matvec(self.weight, x, c)
         if self.bias is not None:
             y = P.mobius_add(y, P.expmap0(self.bias, c), c)
@@ -284,12 +293,7 @@ class HyperbolicMLR(_Curved):
 
     def forward(self, x: Tensor) -> Tensor:
         """``(N, D)`` points of the ball -> ``(N, K)`` logits."""
-        x = self._check_input(x, self.in_features, self.a, "N, in_features")
-        if x.dim() != 2:
-            raise ValueError(f"x must have shape (N, in_features), got {tuple(x.shape)}")
-        c = P._curvature(self.c, x)
-        if self.strict:
-            self._check_in_ball(x, c)
+        x, c = self._ball_input(x, self.a, "N, in_features")
         sqrt_c = c.sqrt()
         p = P.expmap0(self.p_tangent, c)  # (K, D)
         z = P.mobius_add(-p.unsqueeze(0), x.unsqueeze(1), c)  # (N, K, D)
@@ -408,12 +412,7 @@ class HyperbolicPrototypeHead(_Curved):
 
     def forward(self, x: Tensor) -> Tensor:
         """``(N, D)`` points of the ball -> ``(N, K)`` logits."""
-        x = self._check_input(x, self.in_features, self._param, "N, in_features")
-        if x.dim() != 2:
-            raise ValueError(f"x must have shape (N, in_features), got {tuple(x.shape)}")
-        c = P._curvature(self.c, x)
-        if self.strict:
-            self._check_in_ball(x, c)
+        x, c = self._ball_input(x, self._param, "N, in_features")
         mu = self.prototypes() if self.riemannian else P.expmap0(self.prototype_tangent, c)
         # A ManifoldParameter is a tensor subclass; the kernel takes plain tensors.
         mu = mu.as_subclass(Tensor)
