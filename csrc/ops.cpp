@@ -47,4 +47,11 @@ TORCH_LIBRARY(geolayers, m) {
   m.def(
       "poincare_embedding_epoch(Tensor(a!) weight, Tensor pairs, Tensor adj_ptr, Tensor adj_idx, Tensor neg_cdf, "
       "int negatives, int batch_size, float lr, float c, int seed, int epoch) -> Tensor");
+  // Random walks on a CSR graph (rowptr (N + 1,), col (E,) int64 sorted within rows, optional
+  // weight (E,) >= 0) from start (S,) int64: (S, walk_length + 1) int64 node ids, -1 after a dead
+  // end. p = q = 1: first-order (uniform or weighted); otherwise node2vec's second-order bias.
+  // Walk s draws its numbers from Philox keyed by seed and its global index offset + s.
+  m.def(
+      "random_walk(Tensor rowptr, Tensor col, Tensor? weight, Tensor start, int walk_length, float p, float q, "
+      "int seed, int offset) -> Tensor");
 }

@@ -6,6 +6,8 @@ integrated with a symplectic scheme written out here (leapfrog, symplectic Euler
 midpoint; no ODE library), so the flow conserves its energy to the integrator's order.
 """
 
+from geolayers.graph.csr import CSRGraph
 from geolayers.graph.hamiltonian import HAMILTONIANS, INTEGRATORS, HamiltonianNodeEmbedding
+from geolayers.graph.walks import random_walks
 
-__all__ = ["HAMILTONIANS", "INTEGRATORS", "HamiltonianNodeEmbedding"]
+__all__ = ["HAMILTONIANS", "INTEGRATORS", "CSRGraph", "HamiltonianNodeEmbedding", "random_walks"]

@@ -25,6 +25,7 @@ from geolayers.ops.poincare import (
     poincare_pairwise_dist_reference,
 )
 from geolayers.ops.segment import segment_reduce_csr, segment_reduce_csr_reference
+from geolayers.ops.walk import random_walk, random_walk_reference
 
 #: Public op name -> (compiled-path function, reference function).
 OPS = {
@@ -35,6 +36,8 @@ OPS = {
     # (check_op_against_reference compares outputs and gradients, which they do not have).
     "poincare_embedding_step": (poincare_embedding_step, poincare_embedding_step_reference),
     "poincare_embedding_epoch": (poincare_embedding_epoch, poincare_embedding_epoch_reference),
+    # Samplers: compared in distribution by tests/ops/test_random_walk.py.
+    "random_walk": (random_walk, random_walk_reference),
 }
 
 
@@ -66,6 +69,8 @@ __all__ = [
     "poincare_gather_dist_reference",
     "poincare_pairwise_dist",
     "poincare_pairwise_dist_reference",
+    "random_walk",
+    "random_walk_reference",
     "segment_reduce_csr",
     "segment_reduce_csr_reference",
 ]

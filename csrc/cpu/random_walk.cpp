@@ -1,0 +1,94 @@
+// Uniform, weighted and node2vec random walks on a CSR graph, CPU. The step rule and the random
+// numbers are in random_walk.h, shared with the CUDA kernel, so both produce the same walks.
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+#include <torch/types.h>
+
+#include <cstdint>
+
+#include "checks.h"
+#include "cpu_alloc.h"
+#include "random_walk.h"
+
+namespace geolayers {
+namespace {
+
+// Walks advanced together by one thread: their memory accesses are independent, so the
+// out-of-order core overlaps the cache misses of one walk's lookups with the others'.
+constexpr int64_t kLanes = 8;
+
+at::Tensor row_prefix_sums(const at::Tensor& rowptr, const at::Tensor& weight) {
+  const int64_t n = rowptr.numel() - 1;
+  at::Tensor w = weight.to(at::kDouble).contiguous();
+  at::Tensor cum = at::empty_like(w);
+  const int64_t* rp = rowptr.data_ptr<int64_t>();
+  const double* wp = w.data_ptr<double>();
+  double* cp = cum.data_ptr<double>();
+  at::parallel_for(0, n, 1024, [&](int64_t begin, int64_t end) {
+    for (int64_t v = begin; v < end; ++v) {
+      double acc = 0.0;
+      for (int64_t e = rp[v]; e < rp[v + 1]; ++e) cp[e] = (acc += wp[e]);
+    }
+  });
+  return cum;
+}
+
+at::Tensor random_walk_cpu(const at::Tensor& rowptr, const at::Tensor& col, const c10::optional<at::Tensor>& weight,
+                           const at::Tensor& start, int64_t walk_length, double p, double q, int64_t seed,
+                           int64_t offset) {
+  TORCH_CHECK(rowptr.dtype() == at::kLong && col.dtype() == at::kLong && start.dtype() == at::kLong,
+              "random_walk: rowptr, col and start must be int64");
+  TORCH_CHECK(rowptr.dim() == 1 && rowptr.numel() >= 1 && col.dim() == 1 && start.dim() == 1,
+              "random_walk: rowptr (N + 1,), col (E,) and start (S,) must be 1-D");
+  TORCH_CHECK(rowptr.is_contiguous() && col.is_contiguous() && start.is_contiguous(),
+              "random_walk: rowptr, col and start must be contiguous");
+  TORCH_CHECK(walk_length >= 1, "random_walk: walk_length must be >= 1, got ", walk_length);
+  TORCH_CHECK(p > 0 && q > 0 && p < INFINITY && q < INFINITY, "random_walk: p and q must be positive and finite");
+  const int64_t n = rowptr.numel() - 1;
+  check_index_values("random_walk", "start", start, 0, n);
+  check_index_values("random_walk", "col", col, 0, n);
+  const int64_t* rp = rowptr.data_ptr<int64_t>();
+  TORCH_CHECK(rp[0] == 0 && rp[n] == col.numel(), "random_walk: rowptr must start at 0 and end at E = ", col.numel());
+  at::Tensor cum;
+  if (weight.has_value() && weight->defined()) {
+    TORCH_CHECK(weight->dim() == 1 && weight->numel() == col.numel(), "random_walk: weight must have shape (E,)");
+    cum = row_prefix_sums(rowptr, *weight);
+  }
+  const WalkGraph g{rp, col.data_ptr<int64_t>(), cum.defined() ? cum.data_ptr<double>() : nullptr};
+  const WalkBias bias = make_walk_bias(p, q);
+  const int64_t S = start.numel(), L = walk_length;
+  at::Tensor out = empty_large({S, L + 1}, rowptr.options());
+  int64_t* op = out.data_ptr<int64_t>();
+  const int64_t* sp = start.data_ptr<int64_t>();
+  const uint64_t key = static_cast<uint64_t>(seed);
+  at::parallel_for(0, (S + kLanes - 1) / kLanes, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t group = begin; group < end; ++group) {
+      const int64_t s0 = group * kLanes, lanes = S - s0 < kLanes ? S - s0 : kLanes;
+      int64_t prev[kLanes], cur[kLanes];
+      for (int64_t i = 0; i < lanes; ++i) {
+        prev[i] = -1;
+        cur[i] = sp[s0 + i];
+        op[(s0 + i) * (L + 1)] = cur[i];
+      }
+      for (int64_t step = 1; step <= L; ++step) {
+        for (int64_t i = 0; i < lanes; ++i) {
+          int64_t next = -1;
+          if (cur[i] >= 0) {
+            next = walk_step(g, bias, prev[i], cur[i], key, static_cast<uint64_t>(offset + s0 + i),
+                             static_cast<uint64_t>(step));
+          }
+          prev[i] = cur[i];
+          cur[i] = next;
+          op[(s0 + i) * (L + 1) + step] = next;
+        }
+      }
+    }
+  });
+  return out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(geolayers, CPU, m) { m.impl("random_walk", &random_walk_cpu); }
+
+}  // namespace geolayers

@@ -1,0 +1,98 @@
+// One step of a first-order or node2vec walk on a CSR graph, shared by the CPU and CUDA kernels.
+//
+// Second-order steps follow node2vec (Grover and Leskovec, KDD 2016, sec. 3.2.2): from node v,
+// reached from t, the next node x is drawn with probability proportional to alpha(t, x) w(v, x),
+// alpha = 1/p if x = t, 1 if x is an out-neighbour of t, 1/q otherwise. They are drawn by
+// rejection as in KnightKing (Yang et al., SOSP 2019): propose x from the first-order
+// distribution w(v, .) / sum w, accept with probability alpha(t, x) / max(1/p, 1, 1/q). The
+// acceptance test first compares the uniform against the bounds that need no lookup (alpha is
+// at least min(1, 1/q) and at most max(1, 1/q) when x != t), so the binary search of x in t's
+// sorted neighbour list runs only for draws that fall between them. Memory stays O(E).
+//
+// Random numbers: one Philox4x32-10 block per (seed; walk index, step, attempt), so a walk is a
+// pure function of the seed and its global index, whatever the thread count or device.
+#pragma once
+
+#include <cstdint>
+
+#include "philox.h"
+
+namespace geolayers {
+
+struct WalkGraph {
+  const int64_t* rowptr;  // (N + 1,)
+  const int64_t* col;     // (E,) neighbours, sorted within each row
+  const double* cum;      // (E,) inclusive prefix sums of the weights within each row, or null
+};
+
+struct WalkBias {
+  double inv_p, inv_q, alpha_max, alpha_low, alpha_high;  // low/high: bounds of alpha for x != t
+  bool biased;                                             // false when p = q = 1
+};
+
+inline WalkBias make_walk_bias(double p, double q) {
+  WalkBias b;
+  b.inv_p = 1.0 / p;
+  b.inv_q = 1.0 / q;
+  b.alpha_max = b.inv_p > 1.0 ? b.inv_p : 1.0;
+  if (b.inv_q > b.alpha_max) b.alpha_max = b.inv_q;
+  b.alpha_low = b.inv_q < 1.0 ? b.inv_q : 1.0;
+  b.alpha_high = b.inv_q > 1.0 ? b.inv_q : 1.0;
+  b.biased = !(p == 1.0 && q == 1.0);
+  return b;
+}
+
+// Position in col of a neighbour of v drawn from the first-order distribution; -1 when v has no
+// out-edge of positive weight (a dead end).
+GEOLAYERS_HOST_DEVICE int64_t draw_neighbour(const WalkGraph& g, int64_t v, uint64_t bits) {
+  const int64_t lo = g.rowptr[v], hi = g.rowptr[v + 1];
+  if (hi == lo) return -1;
+  if (g.cum == nullptr) return lo + static_cast<int64_t>(uniform_below(bits, static_cast<uint64_t>(hi - lo)));
+  const double total = g.cum[hi - 1];
+  if (!(total > 0.0)) return -1;
+  const double target = uniform_unit(bits) * total;
+  // First position whose inclusive prefix sum exceeds target: zero-weight edges are never drawn.
+  int64_t a = lo, b = hi - 1;
+  while (a < b) {
+    const int64_t mid = a + (b - a) / 2;
+    if (g.cum[mid] > target) b = mid; else a = mid + 1;
+  }
+  return a;
+}
+
+GEOLAYERS_HOST_DEVICE bool has_edge(const WalkGraph& g, int64_t t, int64_t x) {
+  int64_t a = g.rowptr[t], b = g.rowptr[t + 1];
+  while (a < b) {
+    const int64_t mid = a + (b - a) / 2;
+    const int64_t c = g.col[mid];
+    if (c == x) return true;
+    if (c < x) a = mid + 1; else b = mid;
+  }
+  return false;
+}
+
+// The node after cur (reached from prev, -1 at the first step): -1 at a dead end.
+GEOLAYERS_HOST_DEVICE int64_t walk_step(const WalkGraph& g, const WalkBias& bias, int64_t prev, int64_t cur,
+                                       uint64_t seed, uint64_t walk, uint64_t step) {
+  if (!bias.biased || prev < 0) {
+    const PhiloxOut r = philox4x32(seed, walk, step);
+    const int64_t pos = draw_neighbour(g, cur, (static_cast<uint64_t>(r.w[0]) << 32) | r.w[1]);
+    return pos < 0 ? -1 : g.col[pos];
+  }
+  for (uint64_t attempt = 0;; ++attempt) {
+    const PhiloxOut r = philox4x32(seed, walk, step | (attempt << 32));
+    const int64_t pos = draw_neighbour(g, cur, (static_cast<uint64_t>(r.w[0]) << 32) | r.w[1]);
+    if (pos < 0) return -1;
+    const int64_t x = g.col[pos];
+    const double u = uniform_unit((static_cast<uint64_t>(r.w[2]) << 32) | r.w[3]) * bias.alpha_max;
+    if (x == prev) {
+      if (u < bias.inv_p) return x;
+      continue;
+    }
+    if (u < bias.alpha_low) return x;
+    if (u >= bias.alpha_high) continue;
+    if (u < (has_edge(g, prev, x) ? 1.0 : bias.inv_q)) return x;
+  }
+}
+
+}  // namespace geolayers
