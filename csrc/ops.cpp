@@ -54,4 +54,13 @@ TORCH_LIBRARY(geolayers, m) {
   m.def(
       "random_walk(Tensor rowptr, Tensor col, Tensor? weight, Tensor start, int walk_length, float p, float q, "
       "int seed, int offset) -> Tensor");
+  // Skip-gram with negative sampling over walks (W, L) int64 (-1 ends a walk), in place on
+  // input (V_in, D) and output (V_out, D): contexts are the tokens themselves, or the features
+  // context_idx[context_ptr[t]:context_ptr[t + 1]] of token t (MUSAE/AE) when context_ptr is not
+  // empty; negatives from the alias table (alias_prob, alias_idx) over V_out; keep_prob (V_in,)
+  // float64 subsampling or empty. Returns (loss sum or 0, number of positive pairs), float64 (2,).
+  m.def(
+      "sgns_train(Tensor(a!) input, Tensor(b!) output, Tensor walks, Tensor context_ptr, Tensor context_idx, "
+      "Tensor alias_prob, Tensor alias_idx, Tensor keep_prob, int window, bool shrink_window, bool exact_distance, "
+      "int negatives, float lr_start, float lr_end, int seed, int offset, bool compute_loss) -> Tensor");
 }

@@ -25,6 +25,7 @@ from geolayers.ops.poincare import (
     poincare_pairwise_dist_reference,
 )
 from geolayers.ops.segment import segment_reduce_csr, segment_reduce_csr_reference
+from geolayers.ops.sgns import alias_table, sgns_train, sgns_train_reference, subsample_keep_prob
 from geolayers.ops.walk import random_walk, random_walk_reference
 
 #: Public op name -> (compiled-path function, reference function).
@@ -38,6 +39,7 @@ OPS = {
     "poincare_embedding_epoch": (poincare_embedding_epoch, poincare_embedding_epoch_reference),
     # Samplers: compared in distribution by tests/ops/test_random_walk.py.
     "random_walk": (random_walk, random_walk_reference),
+    "sgns_train": (sgns_train, sgns_train_reference),
 }
 
 
@@ -59,6 +61,7 @@ def backend(device: str | torch.device = "cpu") -> dict[str, str]:
 __all__ = [
     "EXTENSION_LOADED",
     "OPS",
+    "alias_table",
     "backend",
     "poincare_embedding_epoch",
     "poincare_embedding_epoch_reference",
@@ -72,5 +75,8 @@ __all__ = [
     "random_walk",
     "random_walk_reference",
     "segment_reduce_csr",
+    "sgns_train",
+    "sgns_train_reference",
+    "subsample_keep_prob",
     "segment_reduce_csr_reference",
 ]
