@@ -1,13 +1,28 @@
-"""Graph layers built on :class:`torch_geometric.nn.MessagePassing`.
+"""Graphs: random walks, node2vec and attributed node embeddings, and graph layers.
 
-:class:`HamiltonianNodeEmbedding` (HamGNN, Kang et al., ICML 2023) evolves node features as the
-positions of a Hamiltonian system whose learned energy couples each node to its neighbours,
-integrated with a symplectic scheme written out here (leapfrog, symplectic Euler or implicit
-midpoint; no ODE library), so the flow conserves its energy to the integrator's order.
+* :class:`CSRGraph` and :func:`random_walks`: exact uniform, weighted and node2vec walks on the
+  compiled :func:`geolayers.ops.random_walk` kernel.
+* :class:`Node2Vec`: PyTorch Geometric's ``Node2Vec`` interface, plus :meth:`Node2Vec.fit`, the
+  fused skip-gram path (:func:`train_skipgram`).
+* :class:`HamiltonianNodeEmbedding` (HamGNN, Kang et al., ICML 2023) evolves node features as the
+  positions of a Hamiltonian system whose learned energy couples each node to its neighbours,
+  integrated with a symplectic scheme written out here (leapfrog, symplectic Euler or implicit
+  midpoint; no ODE library), so the flow conserves its energy to the integrator's order.
 """
 
 from geolayers.graph.csr import CSRGraph
 from geolayers.graph.hamiltonian import HAMILTONIANS, INTEGRATORS, HamiltonianNodeEmbedding
+from geolayers.graph.node2vec import Node2Vec
+from geolayers.graph.skipgram import SkipGram, train_skipgram
 from geolayers.graph.walks import random_walks
 
-__all__ = ["HAMILTONIANS", "INTEGRATORS", "CSRGraph", "HamiltonianNodeEmbedding", "random_walks"]
+__all__ = [
+    "HAMILTONIANS",
+    "INTEGRATORS",
+    "CSRGraph",
+    "HamiltonianNodeEmbedding",
+    "Node2Vec",
+    "SkipGram",
+    "random_walks",
+    "train_skipgram",
+]
