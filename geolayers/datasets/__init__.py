@@ -15,6 +15,15 @@ from geolayers.datasets.multi_object import (
     make_multi_object_scenes,
     render_scenes,
 )
+from geolayers.datasets.node2vec_graphs import (
+    NODE2VEC_GRAPHS,
+    EdgeList,
+    MultiLabels,
+    Node2VecGraph,
+    load_node2vec_graph,
+    read_edge_list,
+    read_multilabel_tsv,
+)
 from geolayers.datasets.wordnet import (
     Hierarchy,
     hierarchy_from_edges,
@@ -43,6 +52,13 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "FACEBOOK_CLASSES",
+    "NODE2VEC_GRAPHS",
+    "EdgeList",
+    "MultiLabels",
+    "Node2VecGraph",
+    "load_node2vec_graph",
+    "read_edge_list",
+    "read_multilabel_tsv",
     "Hierarchy",
     "MultiObjectScenes",
     "POSE_SPLITS",

@@ -60,3 +60,23 @@ def test_poincare_smoke(tmp_path):
     names = [row[0] for row in results["throughput"]]
     assert names[:3] == ["geolayers fused", "geolayers fused", "autograd + geoopt"]
     assert results["quality"][0]["hierarchy"] == "tree"
+
+
+def test_random_walk_smoke(tmp_path):
+    stdout, results = run_benchmark("random_walk", tmp_path)
+    assert "| p | q | threads | implementation | M steps/s | ours / this | note |" in stdout
+    assert {(r["config"]["p"], r["config"]["q"]) for r in results["rows"]} == {
+        (1.0, 1.0),
+        (0.25, 0.25),
+        (4.0, 1.0),
+    }
+    assert all(r["seconds"]["geolayers"] > 0 for r in results["rows"])
+
+
+def test_node2vec_smoke(tmp_path):
+    stdout, results = run_benchmark("node2vec", tmp_path)
+    assert "| graph | p | q | pipeline | auROC | Macro-F1 | Micro-F1 |" in stdout
+    (row,) = results["rows"]
+    for pipeline in ("geolayers", "pecanpy_gensim"):
+        assert 0.0 <= row["extra"]["quality"][pipeline]["auroc"] <= 1.0
+        assert row["seconds"][pipeline] > 0
