@@ -2,10 +2,12 @@ import pytest
 
 EXAMPLES = [
     "deepsets_digit_sum",
+    "fie_facebook",
     "hamgnn_facebook",
     "hgcn_facebook",
     "hyperbolic_hierarchy_classifier",
     "latent_stitching",
+    "musae_facebook",
     "nw_domain_shift",
     "object_discovery",
     "poincare_wordnet",
