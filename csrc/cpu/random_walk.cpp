@@ -70,6 +70,24 @@ at::Tensor random_walk_cpu(const at::Tensor& rowptr, const at::Tensor& col, cons
         cur[i] = sp[s0 + i];
         op[(s0 + i) * (L + 1)] = cur[i];
       }
+      if (!bias.biased) {
+        // First-order walks: one Philox block serves two steps (see random_walk.h).
+        PhiloxOut block[kLanes];
+        for (int64_t step = 1; step <= L; ++step) {
+          for (int64_t i = 0; i < lanes; ++i) {
+            if ((step & 1) == 0 || step == 1)
+              block[i] = first_order_block(key, static_cast<uint64_t>(offset + s0 + i), static_cast<uint64_t>(step));
+            int64_t next = -1;
+            if (cur[i] >= 0) {
+              const int64_t pos = draw_neighbour(g, cur[i], first_order_bits(block[i], static_cast<uint64_t>(step)));
+              next = pos < 0 ? -1 : g.col[pos];
+            }
+            cur[i] = next;
+            op[(s0 + i) * (L + 1) + step] = next;
+          }
+        }
+        continue;
+      }
       for (int64_t step = 1; step <= L; ++step) {
         for (int64_t i = 0; i < lanes; ++i) {
           int64_t next = -1;

@@ -9,8 +9,11 @@
 // at least min(1, 1/q) and at most max(1, 1/q) when x != t), so the binary search of x in t's
 // sorted neighbour list runs only for draws that fall between them. Memory stays O(E).
 //
-// Random numbers: one Philox4x32-10 block per (seed; walk index, step, attempt), so a walk is a
-// pure function of the seed and its global index, whatever the thread count or device.
+// Random numbers: a walk is a pure function of the seed and its global index, whatever the thread
+// count or device. A first-order step takes 64 bits of the Philox4x32-10 block keyed by (seed;
+// walk index, step / 2) (even steps the first half, odd steps the second, so the CPU kernel
+// computes one block per two steps); a second-order attempt takes a whole block keyed by (seed;
+// walk index, step, attempt).
 #pragma once
 
 #include <cstdint>
@@ -71,12 +74,22 @@ GEOLAYERS_HOST_DEVICE bool has_edge(const WalkGraph& g, int64_t t, int64_t x) {
   return false;
 }
 
+// Counters of first-order steps carry the top bit, second-order attempts never do.
+constexpr uint64_t kFirstOrderTag = uint64_t(1) << 63;
+
+GEOLAYERS_HOST_DEVICE PhiloxOut first_order_block(uint64_t seed, uint64_t walk, uint64_t step) {
+  return philox4x32(seed, walk, (step >> 1) | kFirstOrderTag);
+}
+
+GEOLAYERS_HOST_DEVICE uint64_t first_order_bits(const PhiloxOut& r, uint64_t step) {
+  return (step & 1) ? (static_cast<uint64_t>(r.w[2]) << 32) | r.w[3] : (static_cast<uint64_t>(r.w[0]) << 32) | r.w[1];
+}
+
 // The node after cur (reached from prev, -1 at the first step): -1 at a dead end.
 GEOLAYERS_HOST_DEVICE int64_t walk_step(const WalkGraph& g, const WalkBias& bias, int64_t prev, int64_t cur,
                                        uint64_t seed, uint64_t walk, uint64_t step) {
   if (!bias.biased || prev < 0) {
-    const PhiloxOut r = philox4x32(seed, walk, step);
-    const int64_t pos = draw_neighbour(g, cur, (static_cast<uint64_t>(r.w[0]) << 32) | r.w[1]);
+    const int64_t pos = draw_neighbour(g, cur, first_order_bits(first_order_block(seed, walk, step), step));
     return pos < 0 ? -1 : g.col[pos];
   }
   for (uint64_t attempt = 0;; ++attempt) {
