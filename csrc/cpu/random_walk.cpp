@@ -8,6 +8,7 @@
 
 #include "checks.h"
 #include "cpu_alloc.h"
+#include "cpu_schedule.h"
 #include "random_walk.h"
 
 namespace geolayers {
@@ -61,7 +62,8 @@ at::Tensor random_walk_cpu(const at::Tensor& rowptr, const at::Tensor& col, cons
   int64_t* op = out.data_ptr<int64_t>();
   const int64_t* sp = start.data_ptr<int64_t>();
   const uint64_t key = static_cast<uint64_t>(seed);
-  at::parallel_for(0, (S + kLanes - 1) / kLanes, 16, [&](int64_t begin, int64_t end) {
+  const int64_t num_groups = (S + kLanes - 1) / kLanes;
+  for_each_chunk(num_groups, [&](int64_t begin, int64_t end) {
     for (int64_t group = begin; group < end; ++group) {
       const int64_t s0 = group * kLanes, lanes = S - s0 < kLanes ? S - s0 : kLanes;
       int64_t prev[kLanes], cur[kLanes];

@@ -23,10 +23,10 @@
 #include <atomic>
 #include <cmath>
 #include <cstdint>
-#include <mutex>
 #include <vector>
 
 #include "checks.h"
+#include "cpu_schedule.h"
 #include "sgns.h"
 
 namespace geolayers {
@@ -217,22 +217,29 @@ at::Tensor sgns_train_cpu(at::Tensor& input, at::Tensor& output, const at::Tenso
   std::atomic<int64_t> done{0};
   double loss = 0.0;
   int64_t pairs = 0;
-  std::mutex mutex;
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "sgns_train_cpu", [&] {
     scalar_t* in = input.data_ptr<scalar_t>();
     scalar_t* outp = output.data_ptr<scalar_t>();
     const int64_t D = input.size(1);
-    at::parallel_for(0, c.W, 8, [&](int64_t begin, int64_t end) {
+    std::vector<double> thread_loss(at::get_num_threads(), 0.0);
+    std::vector<int64_t> thread_pairs(at::get_num_threads(), 0);
+    for_each_chunk_per_thread(c.W, [&](int64_t thread, auto&& next_chunk) {
       Trainer<scalar_t> t(in, outp, D, c, compute_loss);
-      for (int64_t w = begin; w < end; ++w) {
-        const double frac = static_cast<double>(done.fetch_add(1, std::memory_order_relaxed)) / c.W;
-        const scalar_t lr = static_cast<scalar_t>(lr_start + (lr_end - lr_start) * frac);
-        t.walk(w, static_cast<uint64_t>(seed), offset, lr);
+      int64_t begin, end;
+      while (next_chunk(begin, end)) {
+        for (int64_t w = begin; w < end; ++w) {
+          const double frac = static_cast<double>(done.fetch_add(1, std::memory_order_relaxed)) / c.W;
+          const scalar_t lr = static_cast<scalar_t>(lr_start + (lr_end - lr_start) * frac);
+          t.walk(w, static_cast<uint64_t>(seed), offset, lr);
+        }
       }
-      std::lock_guard<std::mutex> lock(mutex);
-      loss += t.loss;
-      pairs += t.pairs;
+      thread_loss[thread] += t.loss;
+      thread_pairs[thread] += t.pairs;
     });
+    for (size_t i = 0; i < thread_loss.size(); ++i) {
+      loss += thread_loss[i];
+      pairs += thread_pairs[i];
+    }
   });
   at::Tensor result = at::empty({2}, input.options().dtype(at::kDouble));
   result[0] = loss;
