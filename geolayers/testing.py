@@ -1,5 +1,7 @@
 """Test kit for symmetry properties and compiled ops, public so users can test their own
-modules: :func:`assert_equivariant`, :func:`assert_invariant`, :func:`check_op_against_reference`.
+modules: :func:`assert_equivariant`, :func:`assert_invariant`, :func:`check_op_against_reference`,
+and for groups acting through representations :func:`equivariance_error`,
+:func:`assert_group_equivariant`, :func:`assert_group_invariant`.
 
 The symmetry checks follow e3nn's ``assert_equivariant``: draw a random transformation, apply it
 to the input and to the output, and compare in float64 against a per-dtype tolerance.
@@ -13,6 +15,8 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from geolayers._checks import describe
 
 #: Default absolute and relative tolerance per dtype of the comparison.
 TOLERANCE = {torch.float64: 1e-9, torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 1e-2}
@@ -250,3 +254,215 @@ def permutation_within_sets(ptr: Tensor, generator: torch.Generator | None = Non
     keys = torch.rand(num_rows, generator=generator, dtype=torch.float64)
     order = torch.argsort(set_id.to(torch.float64) * 2 + keys, stable=True)
     return order.to(ptr.device)
+
+
+# -- equivariance under a group acting through representations ---------------------------------
+
+
+def _check_group_args(group: Any, rep_in: Any, rep_out: Any, n: Any, batch: Any) -> None:
+    from geolayers.groups import Group, Rep
+
+    if not isinstance(group, Group):
+        raise TypeError(f"group must be a Group, got {type(group).__name__}")
+    for name, rep in (("rep_in", rep_in), ("rep_out", rep_out)):
+        if rep is None and name == "rep_out":
+            continue
+        if not isinstance(rep, Rep):
+            raise TypeError(f"{name} must be a Rep, got {type(rep).__name__}")
+        if rep.G != group:
+            raise ValueError(f"{name} must be a representation of {group!r}, got one of {rep.G!r}")
+    for name, value, least in (("n", n, 0), ("batch", batch, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ValueError(f"{name} must be an int >= {least}, got {value!r}")
+    if n == 0 and group.discrete_generators.shape[0] == 0:
+        raise ValueError(
+            f"n must be >= 1 for {group!r}: it has no discrete generators, so n=0 tests nothing"
+        )
+
+
+def _group_errors(
+    module: Callable[[Tensor], Tensor],
+    group: Any,
+    rep_in: Any,
+    rep_out: Any,
+    n: int,
+    dtype: torch.dtype,
+    batch: int,
+    generator: torch.Generator | None,
+) -> Tensor:
+    """Relative error of ``module`` for each tested element: the discrete generators, then ``n``
+    samples (Haar for the built-in groups, uniform elements or random words for finite ones)."""
+    _check_group_args(group, rep_in, rep_out, n, batch)
+    gen = generator if generator is not None else torch.Generator().manual_seed(0)
+    if isinstance(module, nn.Module):
+        module = copy.deepcopy(module).to(dtype)
+        tensors = [*module.parameters(), *module.buffers()]
+        device = tensors[0].device if tensors else torch.device("cpu")
+    else:
+        device = torch.device("cpu")
+    g = torch.cat([group.discrete_generators, group.sample(n, gen)])
+    m = g.shape[0]
+    x = torch.randn(batch, rep_in.size, generator=gen, dtype=torch.float64)
+    rho_in = rep_in.rho(g)
+    # The transformed inputs are formed in float64, then rounded once to dtype: the test then
+    # measures the module's rounding, not that of the transformation.
+    gx = (x[None] @ rho_in.mT).to(device=device, dtype=dtype)
+    x = x.to(device=device, dtype=dtype)
+    with torch.no_grad():
+        y = module(x)
+        got = module(gx.reshape(m * batch, rep_in.size))
+    if not isinstance(y, Tensor) or y.dim() < 1 or y.shape[0] != batch:
+        raise ValueError(
+            f"module must map inputs (B, {rep_in.size}) to outputs (B, ...), got {describe(y)}"
+        )
+    if rep_out is not None and tuple(y.shape) != (batch, rep_out.size):
+        raise ValueError(
+            f"module output must have shape (B, {rep_out.size}) for rep_out {rep_out!r}, got "
+            f"{tuple(y.shape)}"
+        )
+    got = got.reshape(m, *y.shape).to(torch.float64)
+    y = y.to(torch.float64)
+    if rep_out is None:
+        expected = y.expand(m, *y.shape)
+    else:
+        expected = y[None] @ rep_out.rho(g).to(y.device).mT
+    diff = (got - expected).flatten(1).norm(dim=1)
+    scale = torch.maximum(expected.flatten(1).norm(dim=1), got.flatten(1).norm(dim=1))
+    return torch.where(diff == 0, torch.zeros_like(diff), diff / scale)
+
+
+def equivariance_error(
+    module: Callable[[Tensor], Tensor],
+    group: Any,
+    rep_in: Any,
+    rep_out: Any,
+    n: int = 8,
+    dtype: torch.dtype = torch.float64,
+    *,
+    batch: int = 4,
+    generator: torch.Generator | None = None,
+) -> float:
+    r"""Largest relative equivariance error of ``module`` under ``group``:
+
+    .. math::
+        \max_g \frac{\lVert f(\rho_{in}(g) X) - \rho_{out}(g) f(X) \rVert}
+        {\max(\lVert \rho_{out}(g) f(X) \rVert, \lVert f(\rho_{in}(g) X) \rVert)}
+
+    over the discrete generators of ``group`` (every one) and ``n`` random elements from
+    ``group.sample`` (Haar for the built-in groups; uniform elements, or random words of the
+    generators when too large to enumerate, for finite ones), on a batch ``X`` of Gaussian
+    inputs. The representations are applied in float64 and the result rounded once to ``dtype``,
+    so what is measured is the module's own error.
+
+    Args:
+        module: maps ``(B, rep_in.size)`` to ``(B, rep_out.size)``; a module is evaluated on a
+            deep copy cast to ``dtype``.
+        group: the group (a :class:`~geolayers.groups.Group`).
+        rep_in: representation of the input.
+        rep_out: representation of the output.
+        n: random elements besides the generators; 0 tests the generators only (enough for a
+            finite group). (default: ``8``)
+        dtype: evaluation dtype. (default: ``torch.float64``)
+        batch: inputs per element. (default: ``4``)
+        generator: random source. (default: seeded with 0)
+
+    Returns:
+        The relative error, a float (0 for an exactly equivariant module).
+
+    Example:
+        >>> from geolayers.groups import SO3, Vector
+        >>> V = Vector(SO3())
+        >>> equivariance_error(lambda x: 2 * x, SO3(), V, V) < 1e-12
+        True
+    """
+    errors = _group_errors(module, group, rep_in, rep_out, n, dtype, batch, generator)
+    return float(errors.max()) if errors.numel() else 0.0
+
+
+def _assert_group(
+    what: str,
+    module: Any,
+    group: Any,
+    rep_in: Any,
+    rep_out: Any,
+    n: int,
+    dtype: torch.dtype,
+    tol: float | None,
+    batch: int,
+    generator: torch.Generator | None,
+) -> float:
+    tol = TOLERANCE[dtype] if tol is None else tol
+    errors = _group_errors(module, group, rep_in, rep_out, n, dtype, batch, generator)
+    if not errors.numel():
+        return 0.0
+    worst = int(errors.argmax())
+    err = float(errors[worst])
+    if not err <= tol:  # also catches NaN
+        gens = group.discrete_generators.shape[0]
+        which = f"discrete generator {worst}" if worst < gens else f"random element {worst - gens}"
+        name = type(module).__name__ if isinstance(module, nn.Module) else "function"
+        raise AssertionError(
+            f"{name} is not {what} under {group!r}: relative error {err:.3e} > tol {tol:.1e} "
+            f"(dtype {dtype}) at {which}"
+        )
+    return err
+
+
+def assert_group_equivariant(
+    module: Callable[[Tensor], Tensor],
+    group: Any,
+    rep_in: Any,
+    rep_out: Any,
+    *,
+    n: int = 8,
+    dtype: torch.dtype = torch.float64,
+    tol: float | None = None,
+    batch: int = 4,
+    generator: torch.Generator | None = None,
+) -> float:
+    r"""Assert :math:`f(\rho_{in}(g) x) = \rho_{out}(g) f(x)` for the generators and ``n`` random
+    elements of ``group``; arguments as :func:`equivariance_error`.
+
+    Args:
+        tol: largest relative error accepted. (default: :data:`TOLERANCE` of ``dtype``)
+
+    Returns:
+        The relative error.
+
+    Raises:
+        AssertionError: naming the group, the error, the tolerance and the element that fails.
+
+    Example:
+        >>> from geolayers.groups import SO3, Vector
+        >>> V = Vector(SO3())
+        >>> assert_group_equivariant(nn.Linear(3, 3), SO3(), V, V)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        AssertionError: Linear is not equivariant under SO(3): relative error ...
+    """
+    return _assert_group(
+        "equivariant", module, group, rep_in, rep_out, n, dtype, tol, batch, generator
+    )
+
+
+def assert_group_invariant(
+    module: Callable[[Tensor], Tensor],
+    group: Any,
+    rep_in: Any,
+    *,
+    n: int = 8,
+    dtype: torch.dtype = torch.float64,
+    tol: float | None = None,
+    batch: int = 4,
+    generator: torch.Generator | None = None,
+) -> float:
+    r"""Assert :math:`f(\rho_{in}(g) x) = f(x)` (any output shape ``(B, ...)``) for the
+    generators and ``n`` random elements of ``group``; arguments as
+    :func:`assert_group_equivariant`.
+
+    Example:
+        >>> from geolayers.groups import SO3, Vector
+        >>> norm = lambda x: x.norm(dim=-1, keepdim=True)
+        >>> assert_group_invariant(norm, SO3(), Vector(SO3())) <= 1e-9
+        True
+    """
+    return _assert_group("invariant", module, group, rep_in, None, n, dtype, tol, batch, generator)

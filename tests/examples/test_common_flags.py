@@ -2,6 +2,7 @@ import pytest
 
 EXAMPLES = [
     "deepsets_digit_sum",
+    "soft_equivariance",
     "fie_facebook",
     "hamgnn_facebook",
     "hgcn_facebook",
