@@ -37,24 +37,9 @@ at::Tensor row_prefix_sums(const at::Tensor& rowptr, const at::Tensor& weight) {
 at::Tensor random_walk_cpu(const at::Tensor& rowptr, const at::Tensor& col, const c10::optional<at::Tensor>& weight,
                            const at::Tensor& start, int64_t walk_length, double p, double q, int64_t seed,
                            int64_t offset) {
-  TORCH_CHECK(rowptr.dtype() == at::kLong && col.dtype() == at::kLong && start.dtype() == at::kLong,
-              "random_walk: rowptr, col and start must be int64");
-  TORCH_CHECK(rowptr.dim() == 1 && rowptr.numel() >= 1 && col.dim() == 1 && start.dim() == 1,
-              "random_walk: rowptr (N + 1,), col (E,) and start (S,) must be 1-D");
-  TORCH_CHECK(rowptr.is_contiguous() && col.is_contiguous() && start.is_contiguous(),
-              "random_walk: rowptr, col and start must be contiguous");
-  TORCH_CHECK(walk_length >= 1, "random_walk: walk_length must be >= 1, got ", walk_length);
-  TORCH_CHECK(p > 0 && q > 0 && p < INFINITY && q < INFINITY, "random_walk: p and q must be positive and finite");
-  const int64_t n = rowptr.numel() - 1;
-  check_index_values("random_walk", "start", start, 0, n);
-  check_index_values("random_walk", "col", col, 0, n);
+  const at::Tensor w = check_random_walk_args(rowptr, col, weight, start, walk_length, p, q);
+  const at::Tensor cum = w.defined() ? row_prefix_sums(rowptr, w) : at::Tensor();
   const int64_t* rp = rowptr.data_ptr<int64_t>();
-  TORCH_CHECK(rp[0] == 0 && rp[n] == col.numel(), "random_walk: rowptr must start at 0 and end at E = ", col.numel());
-  at::Tensor cum;
-  if (weight.has_value() && weight->defined()) {
-    TORCH_CHECK(weight->dim() == 1 && weight->numel() == col.numel(), "random_walk: weight must have shape (E,)");
-    cum = row_prefix_sums(rowptr, *weight);
-  }
   const WalkGraph g{rp, col.data_ptr<int64_t>(), cum.defined() ? cum.data_ptr<double>() : nullptr};
   const WalkBias bias = make_walk_bias(p, q);
   const int64_t S = start.numel(), L = walk_length;

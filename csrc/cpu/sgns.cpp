@@ -49,18 +49,6 @@ inline T log_sigmoid(T f) {  // log(1 / (1 + e^-f)) without overflow
   return f >= 0 ? -std::log1p(std::exp(-f)) : f - std::log1p(std::exp(f));
 }
 
-struct Corpus {
-  const int64_t* walks;  // (W, L)
-  int64_t W, L;
-  const int64_t* ctx_ptr;  // (V_in + 1,) or null: contexts are the tokens themselves
-  const int64_t* ctx_idx;
-  const double* alias_prob;  // (V_out,)
-  const int64_t* alias_idx;
-  int64_t V_out;
-  const double* keep;  // (V_in,) or null
-  int64_t window, negatives;
-  bool shrink, exact;
-};
 
 // The per-pair update, run through a target clone: the library is built for baseline x86-64, and
 // the 8-wide AVX/FMA arithmetic is 1.3x faster on the reference machine where the CPU has it.
@@ -116,14 +104,14 @@ struct Trainer {
   T* in;
   T* out;
   int64_t D;
-  const Corpus& c;
+  const SgnsCorpus& c;
   std::vector<T> h;
   std::vector<int64_t> kept, targets;
   double loss = 0.0;
   int64_t pairs = 0;
   bool with_loss;
 
-  Trainer(T* in_, T* out_, int64_t D_, const Corpus& c_, bool with_loss_)
+  Trainer(T* in_, T* out_, int64_t D_, const SgnsCorpus& c_, bool with_loss_)
       : in(in_), out(out_), D(D_), c(c_), h(D_), kept(c_.L), targets(c_.negatives + 1), with_loss(with_loss_) {}
 
   void pair(int64_t center, int64_t o, T lr, WalkStream& rng) {
@@ -178,42 +166,8 @@ at::Tensor sgns_train_cpu(at::Tensor& input, at::Tensor& output, const at::Tenso
                           const at::Tensor& keep_prob, int64_t window, bool shrink_window, bool exact_distance,
                           int64_t negatives, double lr_start, double lr_end, int64_t seed, int64_t offset,
                           bool compute_loss) {
-  const char* op = "sgns_train";
-  TORCH_CHECK(input.dim() == 2 && output.dim() == 2 && input.size(1) == output.size(1),
-              op, ": input (V_in, D) and output (V_out, D) must be 2-D with one D");
-  TORCH_CHECK(input.scalar_type() == output.scalar_type() &&
-                  (input.scalar_type() == at::kFloat || input.scalar_type() == at::kDouble),
-              op, ": input and output must both be float32 or both float64");
-  TORCH_CHECK(input.is_contiguous() && output.is_contiguous(), op, ": input and output must be contiguous");
-  TORCH_CHECK(walks.dim() == 2 && walks.scalar_type() == at::kLong && walks.is_contiguous(), op,
-              ": walks must be a contiguous int64 (W, L) tensor");
-  TORCH_CHECK(window >= 1 && negatives >= 0, op, ": window must be >= 1 and negatives >= 0");
-  const int64_t V_in = input.size(0), V_out = output.size(0);
-  check_index_values(op, "walks", walks, -1, V_in);
-  const bool has_ctx = ctx_ptr.numel() > 0;
-  if (has_ctx) {
-    TORCH_CHECK(ctx_ptr.scalar_type() == at::kLong && ctx_idx.scalar_type() == at::kLong && ctx_ptr.dim() == 1 &&
-                    ctx_ptr.numel() == V_in + 1 && ctx_ptr.is_contiguous() && ctx_idx.is_contiguous(),
-                op, ": context_ptr must be int64 (V_in + 1,) and context_idx int64 (C,), contiguous");
-    TORCH_CHECK(ctx_ptr[0].item<int64_t>() == 0 && ctx_ptr[V_in].item<int64_t>() == ctx_idx.numel(), op,
-                ": context_ptr must start at 0 and end at C");
-    check_index_values(op, "context_idx", ctx_idx, 0, V_out);
-  } else {
-    TORCH_CHECK(V_out == V_in, op, ": without contexts, input and output need one vocabulary size");
-  }
-  TORCH_CHECK(alias_prob.scalar_type() == at::kDouble && alias_idx.scalar_type() == at::kLong &&
-                  alias_prob.numel() == V_out && alias_idx.numel() == V_out && alias_prob.is_contiguous() &&
-                  alias_idx.is_contiguous(),
-              op, ": alias_prob float64 (V_out,) and alias_idx int64 (V_out,) expected");
-  check_index_values(op, "alias_idx", alias_idx, 0, V_out);
-  const bool has_keep = keep_prob.numel() > 0;
-  TORCH_CHECK(!has_keep || (keep_prob.scalar_type() == at::kDouble && keep_prob.numel() == V_in &&
-                            keep_prob.is_contiguous()),
-              op, ": keep_prob must be empty or float64 (V_in,)");
-  const Corpus c{walks.data_ptr<int64_t>(), walks.size(0), walks.size(1),
-                 has_ctx ? ctx_ptr.data_ptr<int64_t>() : nullptr, has_ctx ? ctx_idx.data_ptr<int64_t>() : nullptr,
-                 alias_prob.data_ptr<double>(), alias_idx.data_ptr<int64_t>(), V_out,
-                 has_keep ? keep_prob.data_ptr<double>() : nullptr, window, negatives, shrink_window, exact_distance};
+  const SgnsCorpus c = check_sgns_args(input, output, walks, ctx_ptr, ctx_idx, alias_prob, alias_idx, keep_prob,
+                                       window, shrink_window, exact_distance, negatives);
   std::atomic<int64_t> done{0};
   double loss = 0.0;
   int64_t pairs = 0;

@@ -44,28 +44,13 @@ __global__ void random_walk_kernel(WalkGraph g, WalkBias bias, const int64_t* __
 at::Tensor random_walk_cuda(const at::Tensor& rowptr, const at::Tensor& col, const c10::optional<at::Tensor>& weight,
                             const at::Tensor& start, int64_t walk_length, double p, double q, int64_t seed,
                             int64_t offset) {
-  TORCH_CHECK(rowptr.dtype() == at::kLong && col.dtype() == at::kLong && start.dtype() == at::kLong,
-              "random_walk: rowptr, col and start must be int64");
-  TORCH_CHECK(rowptr.dim() == 1 && rowptr.numel() >= 1 && col.dim() == 1 && start.dim() == 1,
-              "random_walk: rowptr (N + 1,), col (E,) and start (S,) must be 1-D");
-  TORCH_CHECK(rowptr.is_contiguous() && col.is_contiguous() && start.is_contiguous(),
-              "random_walk: rowptr, col and start must be contiguous");
-  TORCH_CHECK(col.device() == rowptr.device() && start.device() == rowptr.device(),
-              "random_walk: rowptr, col and start must be on one device");
-  TORCH_CHECK(walk_length >= 1, "random_walk: walk_length must be >= 1, got ", walk_length);
-  TORCH_CHECK(p > 0 && q > 0 && p < INFINITY && q < INFINITY, "random_walk: p and q must be positive and finite");
   const c10::cuda::CUDAGuard guard(rowptr.device());
+  const at::Tensor weight_in = check_random_walk_args(rowptr, col, weight, start, walk_length, p, q);
   const int64_t n = rowptr.numel() - 1;
-  check_index_values("random_walk", "start", start, 0, n);
-  check_index_values("random_walk", "col", col, 0, n);
-  TORCH_CHECK(rowptr[0].item<int64_t>() == 0 && rowptr[n].item<int64_t>() == col.numel(),
-              "random_walk: rowptr must start at 0 and end at E = ", col.numel());
   auto stream = at::cuda::getCurrentCUDAStream();
   at::Tensor cum;
-  if (weight.has_value() && weight->defined()) {
-    TORCH_CHECK(weight->dim() == 1 && weight->numel() == col.numel(), "random_walk: weight must have shape (E,)");
-    TORCH_CHECK(weight->device() == rowptr.device(), "random_walk: weight must be on the device of rowptr");
-    at::Tensor w = weight->to(at::kDouble).contiguous();
+  if (weight_in.defined()) {
+    at::Tensor w = weight_in.to(at::kDouble).contiguous();
     cum = at::empty_like(w);
     if (n > 0) {
       row_prefix_sums_kernel<<<(n + kThreads - 1) / kThreads, kThreads, 0, stream>>>(

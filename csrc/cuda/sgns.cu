@@ -20,18 +20,6 @@ namespace {
 constexpr int kWarpsPerBlock = 4;
 constexpr int kMaxNegatives = 64;
 
-struct CorpusView {
-  const int64_t* walks;
-  int64_t W, L;
-  const int64_t* ctx_ptr;
-  const int64_t* ctx_idx;
-  const double* alias_prob;
-  const int64_t* alias_idx;
-  int64_t V_out;
-  const double* keep;
-  int64_t window, negatives;
-  bool shrink, exact;
-};
 
 template <typename T>
 __device__ __forceinline__ T warp_sum(T v) {
@@ -45,7 +33,7 @@ __device__ __forceinline__ T log_sigmoid_dev(T f) {
 }
 
 template <typename T>
-__device__ void train_pair(T* __restrict__ in, T* __restrict__ out, T* __restrict__ h, int64_t D, const CorpusView& c,
+__device__ void train_pair(T* __restrict__ in, T* __restrict__ out, T* __restrict__ h, int64_t D, const SgnsCorpus& c,
                            int64_t center, int64_t o, T lr, WalkStream& rng, bool with_loss, double& loss,
                            int64_t& pairs) {
   const int lane = threadIdx.x & 31;
@@ -79,7 +67,7 @@ __device__ void train_pair(T* __restrict__ in, T* __restrict__ out, T* __restric
 }
 
 template <typename T>
-__global__ void sgns_kernel(T* __restrict__ in, T* __restrict__ out, CorpusView c, int64_t D, int64_t* kept_all,
+__global__ void sgns_kernel(T* __restrict__ in, T* __restrict__ out, SgnsCorpus c, int64_t D, int64_t* kept_all,
                             T* h_all, double lr_start, double lr_end, uint64_t seed, int64_t offset, bool with_loss,
                             double* result) {
   const int64_t warp = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
@@ -133,41 +121,10 @@ at::Tensor sgns_train_cuda(at::Tensor& input, at::Tensor& output, const at::Tens
                            const at::Tensor& keep_prob, int64_t window, bool shrink_window, bool exact_distance,
                            int64_t negatives, double lr_start, double lr_end, int64_t seed, int64_t offset,
                            bool compute_loss) {
-  const char* op = "sgns_train";
-  TORCH_CHECK(input.dim() == 2 && output.dim() == 2 && input.size(1) == output.size(1),
-              op, ": input (V_in, D) and output (V_out, D) must be 2-D with one D");
-  TORCH_CHECK(input.scalar_type() == output.scalar_type() &&
-                  (input.scalar_type() == at::kFloat || input.scalar_type() == at::kDouble),
-              op, ": input and output must both be float32 or both float64");
-  TORCH_CHECK(input.is_contiguous() && output.is_contiguous(), op, ": input and output must be contiguous");
-  TORCH_CHECK(walks.dim() == 2 && walks.scalar_type() == at::kLong && walks.is_contiguous(), op,
-              ": walks must be a contiguous int64 (W, L) tensor");
-  TORCH_CHECK(window >= 1 && negatives >= 0, op, ": window must be >= 1 and negatives >= 0");
-  TORCH_CHECK(negatives <= kMaxNegatives, op, ": the CUDA kernel takes at most ", kMaxNegatives, " negatives");
+  TORCH_CHECK(negatives <= kMaxNegatives, "sgns_train: the CUDA kernel takes at most ", kMaxNegatives, " negatives");
   const c10::cuda::CUDAGuard guard(input.device());
-  const int64_t V_in = input.size(0), V_out = output.size(0);
-  check_index_values(op, "walks", walks, -1, V_in);
-  const bool has_ctx = ctx_ptr.numel() > 0;
-  if (has_ctx) {
-    TORCH_CHECK(ctx_ptr.scalar_type() == at::kLong && ctx_idx.scalar_type() == at::kLong &&
-                    ctx_ptr.numel() == V_in + 1 && ctx_ptr.is_contiguous() && ctx_idx.is_contiguous(),
-                op, ": context_ptr must be int64 (V_in + 1,) and context_idx int64 (C,), contiguous");
-    check_index_values(op, "context_idx", ctx_idx, 0, V_out);
-  } else {
-    TORCH_CHECK(V_out == V_in, op, ": without contexts, input and output need one vocabulary size");
-  }
-  TORCH_CHECK(alias_prob.scalar_type() == at::kDouble && alias_idx.scalar_type() == at::kLong &&
-                  alias_prob.numel() == V_out && alias_idx.numel() == V_out,
-              op, ": alias_prob float64 (V_out,) and alias_idx int64 (V_out,) expected");
-  check_index_values(op, "alias_idx", alias_idx, 0, V_out);
-  const bool has_keep = keep_prob.numel() > 0;
-  TORCH_CHECK(!has_keep || (keep_prob.scalar_type() == at::kDouble && keep_prob.numel() == V_in),
-              op, ": keep_prob must be empty or float64 (V_in,)");
-  const CorpusView c{walks.data_ptr<int64_t>(), walks.size(0), walks.size(1),
-                     has_ctx ? ctx_ptr.data_ptr<int64_t>() : nullptr, has_ctx ? ctx_idx.data_ptr<int64_t>() : nullptr,
-                     alias_prob.data_ptr<double>(), alias_idx.data_ptr<int64_t>(), V_out,
-                     has_keep ? keep_prob.data_ptr<double>() : nullptr, window, negatives, shrink_window,
-                     exact_distance};
+  const SgnsCorpus c = check_sgns_args(input, output, walks, ctx_ptr, ctx_idx, alias_prob, alias_idx, keep_prob,
+                                       window, shrink_window, exact_distance, negatives);
   at::Tensor result = at::zeros({2}, input.options().dtype(at::kDouble));
   const int64_t W = walks.size(0);
   if (W == 0) return result;

@@ -16,8 +16,12 @@
 // walk index, step, attempt).
 #pragma once
 
+#include <torch/types.h>
+
+#include <cmath>
 #include <cstdint>
 
+#include "checks.h"
 #include "philox.h"
 
 namespace geolayers {
@@ -106,6 +110,32 @@ GEOLAYERS_HOST_DEVICE int64_t walk_step(const WalkGraph& g, const WalkBias& bias
     if (u >= bias.alpha_high) continue;
     if (u < (has_edge(g, prev, x) ? 1.0 : bias.inv_q)) return x;
   }
+}
+
+// The kernels' own checks of a direct op call (the Python wrapper checks first, with friendlier
+// messages); returns the defined weight, or an undefined tensor for an unweighted walk.
+inline at::Tensor check_random_walk_args(const at::Tensor& rowptr, const at::Tensor& col,
+                                         const c10::optional<at::Tensor>& weight, const at::Tensor& start,
+                                         int64_t walk_length, double p, double q) {
+  TORCH_CHECK(rowptr.dtype() == at::kLong && col.dtype() == at::kLong && start.dtype() == at::kLong,
+              "random_walk: rowptr, col and start must be int64");
+  TORCH_CHECK(rowptr.dim() == 1 && rowptr.numel() >= 1 && col.dim() == 1 && start.dim() == 1,
+              "random_walk: rowptr (N + 1,), col (E,) and start (S,) must be 1-D");
+  TORCH_CHECK(rowptr.is_contiguous() && col.is_contiguous() && start.is_contiguous(),
+              "random_walk: rowptr, col and start must be contiguous");
+  TORCH_CHECK(col.device() == rowptr.device() && start.device() == rowptr.device(),
+              "random_walk: rowptr, col and start must be on one device");
+  TORCH_CHECK(walk_length >= 1, "random_walk: walk_length must be >= 1, got ", walk_length);
+  TORCH_CHECK(p > 0 && q > 0 && std::isfinite(p) && std::isfinite(q), "random_walk: p and q must be positive and finite");
+  const int64_t n = rowptr.numel() - 1;
+  check_index_values("random_walk", "start", start, 0, n);
+  check_index_values("random_walk", "col", col, 0, n);
+  TORCH_CHECK(rowptr[0].item<int64_t>() == 0 && rowptr[n].item<int64_t>() == col.numel(),
+              "random_walk: rowptr must start at 0 and end at E = ", col.numel());
+  if (!weight.has_value() || !weight->defined()) return at::Tensor();
+  TORCH_CHECK(weight->dim() == 1 && weight->numel() == col.numel(), "random_walk: weight must have shape (E,)");
+  TORCH_CHECK(weight->device() == rowptr.device(), "random_walk: weight must be on the device of rowptr");
+  return *weight;
 }
 
 }  // namespace geolayers
