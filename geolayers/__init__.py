@@ -9,7 +9,17 @@ __version__ = "0.1.0"
 
 # Areas that pull in torch_geometric, geoopt or matplotlib load on first use (``geolayers.graph``, or
 # ``from geolayers.graph import ...``), so ``import geolayers`` stays as fast as torch itself.
-_LAZY = ("datasets", "equivariant", "graph", "groups", "hyperbolic", "invariant", "metrics", "slots", "viz")
+_LAZY = (
+    "datasets",
+    "equivariant",
+    "graph",
+    "groups",
+    "hyperbolic",
+    "invariant",
+    "metrics",
+    "slots",
+    "viz",
+)
 
 
 def __getattr__(name: str) -> ModuleType:
