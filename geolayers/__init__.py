@@ -11,6 +11,7 @@ __version__ = "0.1.0"
 # ``from geolayers.graph import ...``), so ``import geolayers`` stays as fast as torch itself.
 _LAZY = (
     "datasets",
+    "distributed",
     "equivariant",
     "graph",
     "groups",
@@ -37,6 +38,7 @@ def __dir__() -> list[str]:
 __all__ = [
     "__version__",
     "datasets",
+    "distributed",
     "equivariant",
     "graph",
     "groups",

@@ -181,8 +181,8 @@ def random_walk_reference(
 
     Example:
         >>> rowptr, col = torch.tensor([0, 1, 3, 4]), torch.tensor([1, 0, 2, 1])
-        >>> random_walk_reference(rowptr, col, torch.tensor([2]), 2)[0].tolist()
-        [2, 1, 0]
+        >>> random_walk_reference(rowptr, col, torch.tensor([2]), 2)[0, :2].tolist()  # 2 -> 1 -> 0 or 2
+        [2, 1]
     """
     device = rowptr.device
     gen = torch.Generator(device=device).manual_seed(seed)
