@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 from geolayers._checks import check_positive_int, describe
 from geolayers.distributed.launch import collective, get_rank, get_world_size
 from geolayers.distributed.sharded import ReplicatedEmbedding, ShardedEmbedding, embedding_table
+from geolayers.hyperbolic.embedding import epoch_order
 from geolayers.ops.embedding import (
     PROJECTION_EPS,
     poincare_embedding_loss,
@@ -178,13 +179,6 @@ class DistributedFitResult:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _epoch_order(num_pairs: int, seed: int, epoch: int) -> Tensor:
-    # The order of geolayers.hyperbolic.fit_hierarchy (one generator per (seed, epoch)), so
-    # that a distributed fit can be compared with it item for item.
-    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    return torch.randperm(num_pairs, generator=gen)
-
-
 def fit_hierarchy_distributed(
     edges: Tensor,
     num_nodes: int | None = None,
@@ -286,7 +280,7 @@ def fit_hierarchy_distributed(
     for epoch in bar:
         burning = epoch < burn_in
         epoch_lr = lr * burn_in_lr_factor if burning else lr
-        ordered = pairs[_epoch_order(num_pairs, seed, epoch)]
+        ordered = pairs[epoch_order(num_pairs, seed, epoch)]  # fit_hierarchy's order
         neg = poincare_embedding_negatives(
             ordered, adj_ptr, adj_idx, n, negatives, seed, epoch, burn_cdf if burning else None
         )

@@ -149,8 +149,16 @@ class FitResult:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _epoch_order(num_pairs: int, seed: int, epoch: int) -> Tensor:
-    # A fresh generator per epoch keyed by (seed, epoch): a resumed run draws the same orders.
+def epoch_order(num_pairs: int, seed: int, epoch: int) -> Tensor:
+    """The order ``(P,)`` in which :func:`fit_hierarchy` visits the pairs in ``epoch``.
+
+    A fresh generator per epoch keyed by ``(seed, epoch)``, so a resumed run (and the
+    distributed fit of :mod:`geolayers.distributed`) draws the same orders.
+
+    Example:
+        >>> epoch_order(4, 0, 1).sort().values.tolist()
+        [0, 1, 2, 3]
+    """
     gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     return torch.randperm(num_pairs, generator=gen)
 
@@ -283,7 +291,7 @@ def fit_hierarchy(
         for epoch in bar:
             burning = epoch < burn_in
             epoch_lr = lr * burn_in_lr_factor if burning else lr
-            ordered = pairs[_epoch_order(pairs.shape[0], seed, epoch)]
+            ordered = pairs[epoch_order(pairs.shape[0], seed, epoch)]
             weight = model.weight.data
             if manifold == "poincare":
                 run_epoch = (
