@@ -9,6 +9,11 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+NODE2VEC_DATA = os.path.join(ROOT, "..", "shared", "data", "node2vec")
+needs_node2vec_data = pytest.mark.skipif(
+    not os.path.isdir(NODE2VEC_DATA),
+    reason="the node2vec graphs (../shared/data/node2vec) are missing",
+)
 
 
 def run_benchmark(name, tmp_path):
@@ -62,6 +67,7 @@ def test_poincare_smoke(tmp_path):
     assert results["quality"][0]["hierarchy"] == "tree"
 
 
+@needs_node2vec_data
 def test_random_walk_smoke(tmp_path):
     stdout, results = run_benchmark("random_walk", tmp_path)
     assert "| p | q | threads | implementation | M steps/s | ours / this | note |" in stdout
@@ -73,6 +79,7 @@ def test_random_walk_smoke(tmp_path):
     assert all(r["seconds"]["geolayers"] > 0 for r in results["rows"])
 
 
+@needs_node2vec_data
 def test_node2vec_smoke(tmp_path):
     stdout, results = run_benchmark("node2vec", tmp_path)
     assert "| graph | p | q | pipeline | auROC | Macro-F1 | Micro-F1 |" in stdout
