@@ -31,7 +31,6 @@ from tqdm.auto import tqdm
 from geolayers._checks import check_positive_int, describe
 from geolayers.distributed.launch import collective, get_rank, get_world_size
 from geolayers.distributed.sharded import ReplicatedEmbedding, ShardedEmbedding, embedding_table
-from geolayers.hyperbolic.embedding import epoch_order
 from geolayers.ops.embedding import (
     PROJECTION_EPS,
     poincare_embedding_loss,
@@ -238,15 +237,14 @@ def fit_hierarchy_distributed(
         >>> fit.table.full().shape, len(fit.history)
         (torch.Size([4, 2]), 2)
     """
-    if not isinstance(edges, Tensor) or edges.dtype != torch.int64 or edges.dim() != 2:
-        raise TypeError(f"edges must be an int64 tensor (E, 2), got {describe(edges)}")
-    if edges.shape[1] != 2 or edges.shape[0] == 0:
-        raise ValueError(f"edges must have shape (E, 2) with E >= 1, got {tuple(edges.shape)}")
-    if int(edges.min()) < 0:
-        raise ValueError("edges must hold non-negative node indices")
-    n = int(edges.max()) + 1 if num_nodes is None else check_positive_int("num_nodes", num_nodes)
-    if int(edges.max()) >= n:
-        raise ValueError(f"edges index node {int(edges.max())}, but num_nodes is {n}")
+    # Imported here: geolayers.hyperbolic loads geoopt, which spawned workers that only
+    # train node2vec need not pay for.
+    from geolayers.hyperbolic.embedding import epoch_order, hierarchy_pairs
+
+    # fit_hierarchy's pairs, relations and burn-in distribution, so both train on the same items.
+    n, pairs, adj_ptr, adj_idx, burn_cdf = hierarchy_pairs(
+        edges, num_nodes, symmetric=symmetric, dampening=dampening
+    )
     check_positive_int("dim", dim)
     check_positive_int("negatives", negatives)
     check_positive_int("batch_size", batch_size)
@@ -256,21 +254,13 @@ def fit_hierarchy_distributed(
     if not (lr > 0 and math.isfinite(lr)):
         raise ValueError(f"lr must be positive and finite, got {lr}")
     rank, world = get_rank(group), get_world_size(group)
-    # Imported here: geolayers.hyperbolic loads geoopt, which spawned workers that only
-    # train node2vec need not pay for.
-    from geolayers.hyperbolic.embedding import relation_csr
 
     gen = torch.Generator().manual_seed(seed)
     # fit_hierarchy's initial points (PoincareEmbedding): uniform in (-1e-3, 1e-3), float64.
     init = ((torch.rand(n, dim, generator=gen, dtype=torch.float64) * 2 - 1) * 1e-3).to(dtype)
     table = embedding_table(mode, n, dim, group, dtype=dtype, init=init)
     del init
-    pairs = torch.cat([edges, edges.flip(1)], 0) if symmetric else edges.clone()
-    pairs = pairs.contiguous()
     num_pairs = pairs.shape[0]
-    adj_ptr, adj_idx = relation_csr(edges, n)
-    counts = torch.bincount(edges.flatten(), minlength=n).double()
-    burn_cdf = counts.pow(dampening).cumsum(0)
 
     step_items = world * batch_size
     steps_per_epoch = -(-num_pairs // step_items)

@@ -24,7 +24,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -139,6 +139,50 @@ def relation_csr(edges: Tensor, num_nodes: int) -> tuple[Tensor, Tensor]:
     return ptr, cols
 
 
+class HierarchyPairs(NamedTuple):
+    """The training data :func:`fit_hierarchy` derives from ``edges`` (:func:`hierarchy_pairs`).
+
+    Attributes:
+        num_nodes: ``N``.
+        pairs: ``(P, 2)`` int64 training pairs (``edges``, plus their reverses when symmetric).
+        adj_ptr, adj_idx: :func:`relation_csr` of ``edges``, the relations negatives avoid.
+        burn_cdf: ``(N,)`` float64 cumulative node degrees ** ``dampening`` (burn-in negatives).
+    """
+
+    num_nodes: int
+    pairs: Tensor
+    adj_ptr: Tensor
+    adj_idx: Tensor
+    burn_cdf: Tensor
+
+
+def hierarchy_pairs(
+    edges: Tensor, num_nodes: int | None, *, symmetric: bool, dampening: float
+) -> HierarchyPairs:
+    """Validate ``edges: (E, 2)`` int64 and derive the training data of :func:`fit_hierarchy`
+    (shared with :func:`geolayers.distributed.fit_hierarchy_distributed`, which must train on the
+    same pairs and negatives).
+
+    Example:
+        >>> hierarchy_pairs(torch.tensor([[1, 0]]), None, symmetric=True, dampening=0.75).pairs
+        tensor([[1, 0],
+                [0, 1]])
+    """
+    if not isinstance(edges, Tensor) or edges.dtype != torch.int64 or edges.dim() != 2:
+        raise TypeError(f"edges must be an int64 tensor (E, 2), got {describe(edges)}")
+    if edges.shape[1] != 2 or edges.shape[0] == 0:
+        raise ValueError(f"edges must have shape (E, 2) with E >= 1, got {tuple(edges.shape)}")
+    if int(edges.min()) < 0:
+        raise ValueError("edges must hold non-negative node indices")
+    n = int(edges.max()) + 1 if num_nodes is None else check_positive_int("num_nodes", num_nodes)
+    if int(edges.max()) >= n:
+        raise ValueError(f"edges index node {int(edges.max())}, but num_nodes is {n}")
+    pairs = torch.cat([edges, edges.flip(1)], 0) if symmetric else edges.clone()
+    adj_ptr, adj_idx = relation_csr(edges, n)
+    counts = torch.bincount(edges.flatten(), minlength=n).double()
+    return HierarchyPairs(n, pairs.contiguous(), adj_ptr, adj_idx, counts.pow(dampening).cumsum(0))
+
+
 @dataclass
 class FitResult:
     """What :func:`fit_hierarchy` returns: the trained ``model`` and its ``history``, one dict
@@ -236,15 +280,9 @@ def fit_hierarchy(
         >>> fit.model.weight.shape, len(fit.history)
         (torch.Size([4, 2]), 5)
     """
-    if not isinstance(edges, Tensor) or edges.dtype != torch.int64 or edges.dim() != 2:
-        raise TypeError(f"edges must be an int64 tensor (E, 2), got {describe(edges)}")
-    if edges.shape[1] != 2 or edges.shape[0] == 0:
-        raise ValueError(f"edges must have shape (E, 2) with E >= 1, got {tuple(edges.shape)}")
-    if int(edges.min()) < 0:
-        raise ValueError("edges must hold non-negative node indices")
-    n = int(edges.max()) + 1 if num_nodes is None else check_positive_int("num_nodes", num_nodes)
-    if int(edges.max()) >= n:
-        raise ValueError(f"edges index node {int(edges.max())}, but num_nodes is {n}")
+    n, pairs, adj_ptr, adj_idx, burn_cdf = hierarchy_pairs(
+        edges, num_nodes, symmetric=symmetric, dampening=dampening
+    )
     for name, value in (("negatives", negatives), ("batch_size", batch_size)):
         check_positive_int(name, value)
     check_positive_int("epochs", epochs)
@@ -259,11 +297,6 @@ def fit_hierarchy(
 
     gen = torch.Generator().manual_seed(seed)
     model = PoincareEmbedding(n, dim, manifold=manifold, c=c, dtype=dtype, generator=gen)
-    pairs = torch.cat([edges, edges.flip(1)], 0) if symmetric else edges.clone()
-    pairs = pairs.contiguous()
-    adj_ptr, adj_idx = relation_csr(edges, n)
-    counts = torch.bincount(edges.flatten(), minlength=n).double()
-    burn_cdf = counts.pow(dampening).cumsum(0)
 
     history: list[dict[str, Any]] = []
     start_epoch = 0
