@@ -35,7 +35,8 @@ from geolayers.distributed import fit_hierarchy_distributed, init_distributed, s
 
 from _common import example_parser, finish, timed_run
 
-PAPER = {("mammals", 5): (0.927, 1.26), ("nouns", 10): (0.851, 4.02)}
+# The data and the paper's figures of the single-process example, so both train on the same.
+from poincare_wordnet import PAPER, load
 
 
 @dataclass
@@ -53,24 +54,6 @@ class Config:
     threads: int = 1
     processes: int = 1
     wordnet: str | None = None
-
-
-def tree_hierarchy(num_nodes: int = 121, arity: int = 3):
-    """A complete tree's closure with names, for --smoke (no WordNet needed)."""
-    from geolayers.datasets import hierarchy_from_edges
-
-    pairs = [(f"n{i}", f"n{(i - 1) // arity}") for i in range(1, num_nodes)]
-    return hierarchy_from_edges(pairs)
-
-
-def load(cfg: Config, smoke: bool):
-    if smoke:
-        return tree_hierarchy()
-    from geolayers.datasets import load_wordnet_mammals, load_wordnet_nouns
-
-    if cfg.subset == "mammals":
-        return load_wordnet_mammals(wordnet_dir=cfg.wordnet)
-    return load_wordnet_nouns(wordnet_dir=cfg.wordnet)
 
 
 def run(cfg: Config, smoke: bool, progress: bool, checkpoint: str | None, plot: str | None):
