@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 # Areas that pull in torch_geometric, geoopt or matplotlib load on first use (``geolayers.graph``, or
 # ``from geolayers.graph import ...``), so ``import geolayers`` stays as fast as torch itself.
 _LAZY = (
+    "canonical",
     "datasets",
     "distributed",
     "equivariant",
@@ -37,6 +38,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "__version__",
+    "canonical",
     "datasets",
     "distributed",
     "equivariant",

@@ -1,0 +1,36 @@
+"""Canonicalization: make any backbone invariant or equivariant to a group.
+
+A :class:`Canonicalizer` predicts a group element per input equivariantly, the input is brought
+to its canonical pose, the backbone runs on it, and equivariant outputs are mapped back
+(:class:`CanonicalizedModel`; Kaba et al. 2023, arXiv:2211.06489). :class:`FrameAveraging` is the
+exact, ``|G|``-times-costlier alternative for small finite groups.
+
+Example:
+    >>> import torch
+    >>> from geolayers.canonical import CanonicalizedModel, OrbitCanonicalizer
+    >>> from geolayers.groups import Dihedral
+    >>> model = CanonicalizedModel(OrbitCanonicalizer(Dihedral(4), torch.nn.Linear(2, 1)),
+    ...                            torch.nn.Linear(2, 3))
+    >>> model(torch.randn(5, 2)).shape
+    torch.Size([5, 3])
+"""
+
+from geolayers.canonical.base import (
+    CanonicalizedModel,
+    Canonicalizer,
+    Frame,
+    OutTransform,
+    transform_output,
+)
+from geolayers.canonical.orbit import FrameAveraging, OrbitCanonicalizer, straight_through_argmax
+
+__all__ = [
+    "Canonicalizer",
+    "CanonicalizedModel",
+    "Frame",
+    "FrameAveraging",
+    "OrbitCanonicalizer",
+    "OutTransform",
+    "straight_through_argmax",
+    "transform_output",
+]
