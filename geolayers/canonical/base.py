@@ -87,7 +87,9 @@ class Frame:
         """The frames of a sub-batch (``frame[mask]``, ``frame[:4]``)."""
         return replace(
             self,
-            **{name: value[item] for name, value in vars(self).items() if isinstance(value, Tensor)},
+            **{
+                name: value[item] for name, value in vars(self).items() if isinstance(value, Tensor)
+            },
         )
 
 
@@ -182,11 +184,15 @@ class Canonicalizer(nn.Module):
             A scalar tensor.
         """
         if frame.scores is not None:
-            target = torch.zeros(frame.scores.shape[0], dtype=torch.long, device=frame.scores.device)
+            target = torch.zeros(
+                frame.scores.shape[0], dtype=torch.long, device=frame.scores.device
+            )
             return F.cross_entropy(frame.scores, target)
         if frame.matrix is None:
             raise ValueError("prior_loss needs a frame with scores or a matrix")
-        eye = torch.eye(frame.matrix.shape[-1], dtype=frame.matrix.dtype, device=frame.matrix.device)
+        eye = torch.eye(
+            frame.matrix.shape[-1], dtype=frame.matrix.dtype, device=frame.matrix.device
+        )
         return (frame.matrix - eye).square().sum(dim=(-2, -1)).mean()
 
     def identity_fraction(self, frame: Frame, atol: float = 0.1) -> Tensor:
@@ -203,7 +209,9 @@ class Canonicalizer(nn.Module):
         if frame.permutation is not None and frame.matrix is None:
             ident = torch.arange(frame.permutation.shape[1], device=frame.permutation.device)
             return (frame.permutation == ident).all(dim=1).float().mean()
-        eye = torch.eye(frame.matrix.shape[-1], dtype=frame.matrix.dtype, device=frame.matrix.device)
+        eye = torch.eye(
+            frame.matrix.shape[-1], dtype=frame.matrix.dtype, device=frame.matrix.device
+        )
         dist = torch.linalg.matrix_norm(frame.matrix.detach() - eye)
         return (dist <= atol).float().mean()
 
