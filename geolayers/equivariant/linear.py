@@ -43,7 +43,9 @@ class _Layout(NamedTuple):
 
 
 def _layout(rep: Rep) -> _Layout:
-    parts = rep.parts if isinstance(rep, Sum) else (rep,)
+    if not isinstance(rep, Sum):
+        return _Layout((rep,), (1,), None)
+    parts = rep.parts
     types: list[Rep] = []
     copies: list[list[int]] = []
     offset = 0

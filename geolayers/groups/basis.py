@@ -212,8 +212,77 @@ def _sharing_to_basis(sharing: ParameterSharing, size: int) -> Tensor:
     return basis
 
 
-def _solve_dense(cons: _Constraints, rtol: float) -> Tensor:
-    c = cons.dense()
+def _lie_gram_dense(rep_in: Rep, rep_out: Rep) -> Tensor | None:
+    r"""The Gram matrix ``C^T C`` of the stacked constraints ``(N, N)``, straight from the
+    generators' matrices, for a group with a Lie algebra.
+
+    With :math:`A = d\rho_{out}(X)`, :math:`B = d\rho_{in}(X)` and row-major Kronecker products,
+    :math:`L = A \otimes I - I \otimes B^\top`, so by the mixed-product rule
+    :math:`L^\top L = A^\top A \otimes I + I \otimes B B^\top - A^\top \otimes B^\top - A \otimes B`;
+    a discrete generator adds :math:`(K - I)^\top (K - I) = K^\top K - K - K^\top + I` with
+    :math:`K = \rho_{out}(h) \otimes \rho_{in}(h^{-1})^\top`. The same matrix as
+    ``_Constraints(rep_in, rep_out).dense()`` gives, without its lazy operators or the tall
+    product: for the small problems of continuous groups (``V (x) V`` of SO(3) is 81 entries)
+    those cost more than the eigensolver.
+
+    Returns ``None`` when the Lie algebra acts trivially on both sides (then the
+    signed-permutation route may apply, which needs the operators) or when a representation has
+    no dense matrices.
+    """
+    G = rep_in.G
+    lie = G.lie_algebra
+    if not lie.any():
+        return None
+    try:
+        a = rep_out.drho(lie)
+        # A layer from a representation to itself (the common case) needs its matrices once,
+        # and a bias (a map from the trivial representation) none.
+        if rep_in == rep_out:
+            b = a
+        elif isinstance(rep_in, Scalar):
+            b = torch.zeros(lie.shape[0], 1, 1, dtype=torch.float64)
+        else:
+            b = rep_in.drho(lie)
+        if not (a.any() or b.any()):
+            return None
+        gens = G.discrete_generators
+        k_out = rep_out.rho(gens) if gens.shape[0] else None
+        k_in = rep_in.rho(G.inverse(gens)) if gens.shape[0] else None
+    except NotImplementedError:
+        return None
+    # numpy from here: a dozen small products, where each torch call's overhead would dominate.
+    a, b = a.numpy(), b.numpy()
+    d_out, d_in = a.shape[-1], b.shape[-1]
+    n = d_out * d_in
+
+    def kron(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Sum over the batch of ``x_k (x) y_k``, row ``(i, p)``, column ``(j, q)``: one product
+        ``(i j, k) @ (k, p q)`` then an axis swap (np.einsum and np.kron are several times
+        slower at these sizes)."""
+        (_, i, j), (_, p, q) = x.shape, y.shape
+        m = x.reshape(x.shape[0], -1).T @ y.reshape(y.shape[0], -1)
+        return m.reshape(i, j, p, q).transpose(0, 2, 1, 3).reshape(n, n)
+
+    a_t, b_t = a.transpose(0, 2, 1), b.transpose(0, 2, 1)
+    gram = kron((a_t @ a).sum(0)[None], np.eye(d_in)[None])
+    gram += kron(np.eye(d_out)[None], (b @ b_t).sum(0)[None])
+    gram -= kron(a_t, b_t) + kron(a, b)
+    if k_out is not None:
+        k_out, k_in = k_out.numpy(), k_in.numpy()
+        k_out_t, k_in_t = k_out.transpose(0, 2, 1), k_in.transpose(0, 2, 1)
+        k_sum = kron(k_out, k_in_t)
+        gram += kron(k_out_t @ k_out, k_in @ k_in_t) - k_sum - k_sum.T
+        gram += k_out.shape[0] * np.eye(n)
+    return torch.from_numpy(gram)
+
+
+#: Up to this size a full eigendecomposition (numpy) beats scipy's subset driver, whose call
+#: overhead dominates on tiny matrices.
+_SMALL_EIGH = 32
+
+
+def _solve_dense(cons: _Constraints | Tensor, rtol: float) -> Tensor:
+    """Orthonormal nullspace of the constraints, from ``cons.dense()`` or a Gram matrix."""
     # Nullspace from the eigenvectors of the Gram matrix C^T C, (n, n), instead of an SVD of the
     # tall (k n, n) C: several times faster at the sizes solved densely, and as accurate for the
     # basis, since the gap below the smallest non-zero eigenvalue (a squared singular value of
@@ -222,11 +291,21 @@ def _solve_dense(cons: _Constraints, rtol: float) -> Tensor:
     # Only the eigenpairs below the threshold are computed (LAPACK's MRRR driver, 4x faster than a
     # full eigh at n = 81). The scale is trace(C^T C) = |C|_F^2 >= the largest eigenvalue, known
     # before the decomposition; it raises the threshold by at most a factor n, far below the gap.
-    gram = (c.T @ c).numpy()
+    if isinstance(cons, Tensor):
+        gram = cons.numpy()
+    else:
+        c = cons.dense()
+        gram = (c.T @ c).numpy()
     if gram.shape[0] == 0:
         return torch.zeros(0, 0, dtype=torch.float64)
     limit = rtol**2 * float(np.trace(gram))
-    _, v = scipy.linalg.eigh(gram, driver="evr", subset_by_value=(-np.inf, limit))
+    if gram.shape[0] <= _SMALL_EIGH:
+        values, vectors = np.linalg.eigh(gram)
+        return torch.from_numpy(np.ascontiguousarray(vectors[:, values <= limit]))
+    # The constraints are finite by construction: skip scipy's scan of the matrix.
+    _, v = scipy.linalg.eigh(
+        gram, driver="evr", subset_by_value=(-np.inf, limit), check_finite=False
+    )
     return torch.from_numpy(np.ascontiguousarray(v))
 
 
@@ -408,6 +487,15 @@ def _solve_blocks(rep_in: Rep, rep_out: Rep, method: str, rtol: float) -> Tensor
 
 @lru_cache(maxsize=256)
 def _basis(rep_in: Rep, rep_out: Rep, method: str, rtol: float) -> tuple[Tensor, str]:
+    size = rep_in.size * rep_out.size
+    if (
+        method in ("auto", "dense")
+        and not (method == "auto" and (isinstance(rep_in, Sum) or isinstance(rep_out, Sum)))
+        and (method == "dense" or size <= _dense_limit(rep_in.G))
+    ):
+        gram = _lie_gram_dense(rep_in, rep_out)
+        if gram is not None:
+            return _solve_dense(gram, rtol), "dense"
     cons = _Constraints(rep_in, rep_out)
     if cons.empty:
         return torch.eye(cons.size, dtype=torch.float64), "none"

@@ -430,9 +430,15 @@ class TensorProduct(Rep):
         sizes = [r.size for r in self.parts]
         out = 0
         for i, m in enumerate(mats):
-            eye_before = torch.eye(math.prod(sizes[:i]), dtype=A.dtype, device=A.device)
-            eye_after = torch.eye(math.prod(sizes[i + 1 :]), dtype=A.dtype, device=A.device)
-            out = out + torch.stack([torch.kron(torch.kron(eye_before, x), eye_after) for x in m])
+            before, after = math.prod(sizes[:i]), math.prod(sizes[i + 1 :])
+            # torch.kron of (n, k, k) with (1, s, s) is the batch of I_before (x) m (x) I_after
+            # (it needs contiguous inputs: a dual's matrices are transposed views).
+            term = m.contiguous()
+            if before > 1:
+                term = torch.kron(torch.eye(before, dtype=A.dtype, device=A.device)[None], term)
+            if after > 1:
+                term = torch.kron(term, torch.eye(after, dtype=A.dtype, device=A.device)[None])
+            out = out + term
         return out
 
     def element_ops(self, g: _T) -> list[_ops.Op]:

@@ -24,7 +24,13 @@ from geolayers.groups import (
     invariant_basis,
     parameter_sharing,
 )
-from geolayers.groups.basis import _basis, _Constraints, _solve_dense, _solver_used
+from geolayers.groups.basis import (
+    _basis,
+    _Constraints,
+    _lie_gram_dense,
+    _solve_dense,
+    _solver_used,
+)
 from tests.groups.user_groups import CubeRotations, quaternion_group, skewed_dihedral
 
 
@@ -316,3 +322,21 @@ def test_property_basis_is_the_equivariant_space(pair):
         assert torch.allclose(Q.T @ Q, torch.eye(Q.shape[1], dtype=torch.float64), atol=1e-10)
     assert _violation(Q, rep_in, rep_out, G.sample(8, torch.Generator().manual_seed(0))) < 1e-9
     assert _same_span(Q, _solve_dense(_Constraints(rep_in, rep_out), DEFAULT_RTOL))
+
+
+def test_dense_gram_of_lie_groups_matches_the_stacked_operators():
+    """The fast Gram route for continuous groups builds C^T C from the generators' matrices; it
+    must equal the lazily built constraint operators' C^T C (discrete generators included)."""
+    lie = torch.tensor([[[0.0, 1.0], [0.0, 0.0]]], dtype=torch.float64)
+    U = Vector(Group.from_generators(lie=lie, name="Unipotent"))
+    cases = [(U * U.T, U * U), (U, U * U)]
+    for G in (SO3(), O3(), O2(), Cyclic(3) * SO2()):
+        V = Vector(G)
+        cases += [(V * V, V * V), (Scalar(G), V * V), (V.T * V, V), (V * V * V, V)]
+    for rep_in, rep_out in cases:
+        gram = _lie_gram_dense(rep_in, rep_out)
+        c = _Constraints(rep_in, rep_out).dense()
+        torch.testing.assert_close(gram, c.T @ c, atol=1e-12, rtol=0)
+    # A Lie algebra acting trivially on both sides leaves the decision to the operator route.
+    assert _lie_gram_dense(Scalar(SO3()), Scalar(SO3())) is None
+    assert _lie_gram_dense(Vector(Dihedral(4)), Vector(Dihedral(4))) is None
