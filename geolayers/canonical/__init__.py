@@ -22,15 +22,25 @@ from geolayers.canonical.base import (
     OutTransform,
     transform_output,
 )
+from geolayers.canonical.image import (
+    ContinuousImageCanonicalizer,
+    DiscreteImageCanonicalizer,
+    rotate_images,
+    transform_images,
+)
 from geolayers.canonical.orbit import FrameAveraging, OrbitCanonicalizer, straight_through_argmax
 
 __all__ = [
     "Canonicalizer",
     "CanonicalizedModel",
+    "ContinuousImageCanonicalizer",
+    "DiscreteImageCanonicalizer",
     "Frame",
     "FrameAveraging",
     "OrbitCanonicalizer",
     "OutTransform",
+    "rotate_images",
     "straight_through_argmax",
+    "transform_images",
     "transform_output",
 ]
