@@ -29,6 +29,16 @@ from geolayers.canonical.image import (
     transform_images,
 )
 from geolayers.canonical.orbit import FrameAveraging, OrbitCanonicalizer, straight_through_argmax
+from geolayers.canonical.permutation import (
+    PermutationCanonicalizer,
+    PermutationFrame,
+    restore_order,
+)
+from geolayers.canonical.pointcloud import (
+    PointCloudCanonicalizer,
+    orthonormal_frame,
+    restore_points,
+)
 
 __all__ = [
     "Canonicalizer",
@@ -39,6 +49,12 @@ __all__ = [
     "FrameAveraging",
     "OrbitCanonicalizer",
     "OutTransform",
+    "PermutationCanonicalizer",
+    "PermutationFrame",
+    "PointCloudCanonicalizer",
+    "orthonormal_frame",
+    "restore_order",
+    "restore_points",
     "rotate_images",
     "straight_through_argmax",
     "transform_images",
