@@ -44,12 +44,12 @@ from torch import Tensor, nn
 from geolayers._checks import check_positive_int, describe
 from geolayers.canonical.base import Canonicalizer, Frame
 from geolayers.canonical.orbit import _ESTIMATORS, straight_through_argmax
-from geolayers.equivariant.gconv import (
+from geolayers.equivariant import (
     GroupCNN,
-    _check_planar_group,
-    _inverse_index,
-    _on_grid,
+    inverse_index,
     multiplication_table,
+    on_pixel_grid,
+    planar_group_elements,
     transform_image,
 )
 from geolayers.groups import O2, SO2, Cyclic, Dihedral, Group
@@ -307,7 +307,7 @@ class DiscreteImageCanonicalizer(Canonicalizer):
         network: nn.Module | None = None,
     ) -> None:
         super().__init__()
-        elements = _check_planar_group(group)
+        elements = planar_group_elements(group)
         self.in_channels = check_positive_int("in_channels", in_channels)
         if estimator not in _ESTIMATORS:
             raise ValueError(f"estimator must be one of {_ESTIMATORS}, got {estimator!r}")
@@ -331,9 +331,9 @@ class DiscreteImageCanonicalizer(Canonicalizer):
         # Plain float64 CPU tensors rather than buffers: ``module.float()`` would round the
         # 45-degree matrices, and transform_image works on float64 CPU matrices anyway.
         self._elements = elements.to(torch.float64)
-        self._inverses = self._elements[_inverse_index(multiplication_table(group))]
+        self._inverses = self._elements[inverse_index(multiplication_table(group))]
         # A quarter turn (an on-grid element with a zero diagonal) swaps H and W.
-        grid = _on_grid(self._elements)
+        grid = on_pixel_grid(self._elements)
         self._swaps_axes = bool((grid & (self._elements[:, 0, 0].abs() < 0.5)).any())
 
     def _check_input(self, x: object) -> Tensor:

@@ -57,7 +57,10 @@ __all__ = [
     "GroupPool",
     "GroupCNN",
     "group_max_pool",
+    "inverse_index",
     "multiplication_table",
+    "on_pixel_grid",
+    "planar_group_elements",
     "transform_image",
     "transform_group_image",
 ]
@@ -82,8 +85,15 @@ def _check_finite_group(group: object, name: str = "group") -> Tensor:
     return group.elements()
 
 
-def _check_planar_group(group: object, name: str = "group") -> Tensor:
-    """Elements ``(|G|, 2, 2)`` of a finite group of orthogonal 2x2 matrices."""
+def planar_group_elements(group: object, name: str = "group") -> Tensor:
+    """Elements ``(|G|, 2, 2)`` float64 of a finite group of orthogonal 2x2 matrices (rotations
+    and reflections of images), or a TypeError/ValueError naming ``name``.
+
+    Example:
+        >>> from geolayers.groups import Dihedral
+        >>> planar_group_elements(Dihedral(4)).shape
+        torch.Size([8, 2, 2])
+    """
     elems = _check_finite_group(group, name)
     if group.d != 2:
         raise ValueError(
@@ -135,13 +145,27 @@ def multiplication_table(group: Group) -> Tensor:
     return torch.stack(rows)
 
 
-def _inverse_index(table: Tensor) -> Tensor:
-    """``inv[a]``: index of :math:`g_a^{-1}` (the ``b`` with ``table[a, b] == 0``, the identity)."""
+def inverse_index(table: Tensor) -> Tensor:
+    """``inv[a]``: index of :math:`g_a^{-1}` (the ``b`` with ``table[a, b] == 0``, the identity),
+    from a :func:`multiplication_table` ``(|G|, |G|)``; returns ``(|G|,)`` long.
+
+    Example:
+        >>> from geolayers.groups import Cyclic
+        >>> inverse_index(multiplication_table(Cyclic(4)))
+        tensor([0, 3, 2, 1])
+    """
     return (table == 0).to(torch.long).argmax(dim=1)
 
 
-def _on_grid(g: Tensor) -> Tensor:
-    """``(n,)`` bool: matrices ``(n, 2, 2)`` with entries in {-1, 0, 1}, which permute pixels."""
+def on_pixel_grid(g: Tensor) -> Tensor:
+    """``(n,)`` bool: which matrices ``(n, 2, 2)`` have entries in {-1, 0, 1} (to ``1e-9``), i.e.
+    map the pixel grid onto itself (exact rotations/reflections of images).
+
+    Example:
+        >>> from geolayers.groups import Cyclic
+        >>> on_pixel_grid(Cyclic(8).elements()).tolist()
+        [True, False, True, False, True, False, True, False]
+    """
     return ((g - g.round()).abs() <= _GRID_ATOL).flatten(1).all(dim=1)
 
 
@@ -228,7 +252,7 @@ def transform_image(g: Tensor, x: Tensor) -> Tensor:
     g = g.detach().to(device="cpu", dtype=torch.float64)
     if not bool(torch.allclose(g @ g.T, torch.eye(2, dtype=torch.float64), atol=1e-9)):
         raise ValueError(f"g must be orthogonal (a rotation or reflection), got {g.tolist()}")
-    if bool(_on_grid(g[None])[0]):
+    if bool(on_pixel_grid(g[None])[0]):
         m = g.round()
         if float(torch.linalg.det(m)) < 0:
             # g = R^k diag(1, -1), and diag(1, -1) sends y to -y: reverse the rows.
@@ -267,7 +291,7 @@ def transform_group_image(group: Group, g: Tensor, x: Tensor) -> Tensor:
                 [0., 0., 0., 1.],
                 [1., 0., 0., 0.]])
     """
-    elems = _check_planar_group(group)
+    elems = planar_group_elements(group)
     if not isinstance(x, Tensor) or x.dim() != 5 or x.shape[2] != elems.shape[0]:
         raise ValueError(f"x must have shape (B, C, |G|={elems.shape[0]}, H, W), got {describe(x)}")
     if not isinstance(g, Tensor) or g.shape != (2, 2):
@@ -275,7 +299,7 @@ def transform_group_image(group: Group, g: Tensor, x: Tensor) -> Tensor:
     u = int(_find(elems, g.detach().cpu().to(torch.float64)[None], "g")[0])
     table = multiplication_table(group)
     # out[:, :, g h] = x[:, :, h]  <=>  out[:, :, j] = x[:, :, g^{-1} j].
-    source = table[_inverse_index(table)[u]].to(x.device)
+    source = table[inverse_index(table)[u]].to(x.device)
     return transform_image(g, x.index_select(2, source))
 
 
@@ -301,7 +325,7 @@ class _GroupConvBase(nn.Module):
         super().__init__()
         self.in_channels = check_positive_int("in_channels", in_channels)
         self.out_channels = check_positive_int("out_channels", out_channels)
-        elems = _check_planar_group(group)
+        elems = planar_group_elements(group)
         self.kernel_size = check_positive_int("kernel_size", kernel_size)
         if kernel_size % 2 == 0:
             raise ValueError(
@@ -313,7 +337,7 @@ class _GroupConvBase(nn.Module):
             raise TypeError(f"mask must be a bool or None, got {type(mask).__name__}")
         self.group = group
         self.group_order = elems.shape[0]
-        self.exact = bool(_on_grid(elems).all())
+        self.exact = bool(on_pixel_grid(elems).all())
         self.mask = (not self.exact) if mask is None else mask
         k = kernel_size
         support = None
@@ -337,7 +361,7 @@ class _GroupConvBase(nn.Module):
         if not lifting:
             # Output element r reads input group channel r^{-1} h for channel h: fold that
             # permutation and the spatial taps into one index over the flattened (h, pixel) axis.
-            perm = table[_inverse_index(table)]  # perm[r, h] = index(r^{-1} h)
+            perm = table[inverse_index(table)]  # perm[r, h] = index(r^{-1} h)
             folded = perm[:, :, None, None] * size + index[:, None]  # (n_r, n_h, k*k, taps)
             index = torch.where(index[:, None] == size, n * size, folded)
             if weight is not None:

@@ -45,9 +45,9 @@ from torch import Tensor
 from geolayers._checks import check_positive_int, describe
 from geolayers.equivariant.gconv import (
     _find,
-    _inverse_index,
-    _on_grid,
+    inverse_index,
     multiplication_table,
+    on_pixel_grid,
     transform_image,
 )
 from geolayers.groups import (
@@ -411,7 +411,7 @@ class GSpaceGroup(Group):
         super().__init__(gspace.name)
         self._elements = mats
         self._table = multiplication_table(self)
-        self._inverse = _inverse_index(self._table)
+        self._inverse = inverse_index(self._table)
 
     @property
     def order(self) -> int:
@@ -499,7 +499,7 @@ class GSpaceGroup(Group):
 
     def is_exact(self, g: Any) -> bool:
         """True when ``g`` permutes the pixel grid (so :meth:`act` is exact)."""
-        return bool(_on_grid(self._elements[self.index(g)][None])[0])
+        return bool(on_pixel_grid(self._elements[self.index(g)][None])[0])
 
 
 def group_from_gspace(gspace: Any) -> GSpaceGroup:
