@@ -62,7 +62,9 @@ class _VNLinear(nn.Module):
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels).uniform_(-bound, bound))
 
     def forward(self, v: Tensor) -> Tensor:
-        return self.weight @ v
+        # One (..., 3, C_in) @ (C_in, C_out) product instead of a batch of tiny (C_out, C_in) @
+        # (C_in, 3) ones: the same numbers, about twice as fast.
+        return (v.transpose(-1, -2) @ self.weight.T).transpose(-1, -2)
 
 
 class _VNLeakyReLU(nn.Module):

@@ -24,6 +24,13 @@ from geolayers.datasets.node2vec_graphs import (
     read_edge_list,
     read_multilabel_tsv,
 )
+from geolayers.datasets.shapes import (
+    SHAPE_CLASSES,
+    ShapeClouds,
+    make_shapes,
+    sample_surface,
+    shape_centroid_z,
+)
 from geolayers.datasets.wordnet import (
     Hierarchy,
     hierarchy_from_edges,
@@ -74,5 +81,10 @@ __all__ = [
     "make_multi_object_scenes",
     "mnist_sample_path",
     "render_scenes",
+    "SHAPE_CLASSES",
+    "ShapeClouds",
+    "make_shapes",
+    "sample_surface",
+    "shape_centroid_z",
     "transitive_closure",
 ]

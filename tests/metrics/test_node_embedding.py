@@ -1,3 +1,4 @@
+import functools
 import math
 import os
 import warnings
@@ -6,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from geolayers.metrics import node_embedding
 from geolayers.metrics.node_embedding import (
     EDGE_OPERATORS,
     ClassAUROC,
@@ -147,6 +149,172 @@ def test_f1_bad_inputs():
         multilabel_f1(emb, labels, seed=1.5)
     with pytest.raises(ValueError, match="at least 2 nodes a label"):
         multilabel_f1(emb, torch.zeros_like(labels))
+
+
+# --------------------------------------------------------------------- multilabel_f1: solver, C
+
+
+def sklearn_decisions(x, y, C, x_eval):
+    """Decision values of scikit-learn's lbfgs fits (one per column of y), run to a tight
+    tolerance."""
+    out = []
+    for k in range(y.shape[1]):
+        model = LogisticRegression(C=C, tol=1e-10, max_iter=100_000).fit(x, y[:, k])
+        out.append(model.decision_function(x_eval))
+    return np.stack(out, 1)
+
+
+def newton_decisions(x, y, C, x_eval, init=None):
+    x1 = torch.cat([torch.from_numpy(x), torch.ones(len(x), 1, dtype=torch.float64)], 1)
+    theta, unconverged = node_embedding._newton_ovr(x1, torch.from_numpy(y), C, init)
+    assert unconverged == 0
+    return x_eval @ theta[:, :-1].numpy().T + theta[:, -1].numpy(), theta
+
+
+@pytest.mark.parametrize("C", [0.01, 1.0, 100.0])
+def test_newton_solver_matches_sklearn_random(C):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 6)) * np.array([1, 2, 0.5, 1, 3, 1])
+    w = rng.normal(size=(6, 4))
+    # Noisy linear labels with different base rates (intercepts far from 0).
+    y = x @ w + rng.normal(size=(300, 4)) * 2 > np.array([0, 1, -1, 3])
+    x_eval = rng.normal(size=(50, 6))
+    got, theta = newton_decisions(x, y, C, x_eval)
+    ref = sklearn_decisions(x, y, C, x_eval)
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-5 * np.abs(ref).max())
+    # A warm start (any start) reaches the same minimiser.
+    again, _ = newton_decisions(x, y, C, x_eval, init=theta * 3 + 1)
+    np.testing.assert_allclose(again, got, rtol=0, atol=1e-9 * np.abs(ref).max())
+
+
+def test_newton_solver_matches_sklearn_near_separable():
+    # An embedding that encodes the labels with little noise: nearly separable classes,
+    # large weights, probabilities close to 0 and 1 (where float rounding matters most).
+    labels = multilabel_data(n=200, num_classes=5, seed=1)
+    keep = labels.any(1)
+    x = encoding(labels, noise=0.3, seed=2)[keep].numpy()
+    y = labels[keep].numpy()
+    for C in (1.0, 10.0):
+        got, _ = newton_decisions(x, y, C, x)
+        ref = sklearn_decisions(x, y, C, x)
+        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-5 * np.abs(ref).max())
+
+
+def test_newton_solver_warns_when_not_converged(monkeypatch):
+    monkeypatch.setattr(node_embedding, "_NEWTON_MAX_ITER", 1)
+    labels = multilabel_data(n=80)
+    with pytest.warns(RuntimeWarning, match="stopped at their iteration limit"):
+        multilabel_f1(encoding(labels, noise=1.0), labels, repeats=1, progress=False)
+
+
+def sklearn_solver(monkeypatch):
+    """Make multilabel_f1 fit with scikit-learn (tight tolerance) instead of Newton."""
+    tight = functools.partial(node_embedding._sklearn_ovr, tol=1e-10)
+    monkeypatch.setattr(node_embedding, "_ovr_solver", tight)
+
+
+def test_f1_newton_equals_sklearn_path(monkeypatch):
+    labels = multilabel_data(n=150, num_classes=5, seed=5)
+    labels[:, 3] = False
+    labels[40:43, 3] = True  # rare: some training sets (and folds) lack it
+    emb = encoding(labels, noise=1.5, seed=6)
+    kwargs = dict(repeats=3, seed=2, progress=False)
+    fixed = multilabel_f1(emb, labels, C=0.5, **kwargs)
+    grid = multilabel_f1(emb, labels, C=(0.01, 0.1, 1.0), **kwargs)
+    sklearn_solver(monkeypatch)
+    fixed_ref = multilabel_f1(emb, labels, C=0.5, **kwargs)
+    grid_ref = multilabel_f1(emb, labels, C=(0.01, 0.1, 1.0), **kwargs)
+    for got, ref in ((fixed, fixed_ref), (grid, grid_ref)):
+        np.testing.assert_allclose(got[:4], ref[:4], rtol=0, atol=1e-4)
+        assert got.chosen_c == ref.chosen_c
+    assert fixed.chosen_c == (0.5, 0.5, 0.5)
+
+
+def test_f1_c_grid_choice():
+    labels = multilabel_data(n=200, num_classes=4, seed=7)
+    emb = encoding(labels, noise=1.0, seed=8)
+    # A tiny C leaves only the intercepts (the frequent classes win every top-k): the grid
+    # picks the larger C, and then scores exactly as that C alone.
+    picked = multilabel_f1(emb, labels, C=[1.0, 1e-4], repeats=3, progress=False)
+    assert picked.chosen_c == (1.0, 1.0, 1.0)
+    alone = multilabel_f1(emb, labels, C=1.0, repeats=3, progress=False)
+    np.testing.assert_allclose(picked[:4], alone[:4], rtol=0, atol=1e-12)
+    # One candidate is no choice; duplicates and order do not matter.
+    assert multilabel_f1(emb, labels, C=(1.0,), repeats=3, progress=False) == alone
+    assert multilabel_f1(emb, labels, C=(1e-4, 1.0, 1.0), repeats=3, progress=False) == picked
+    assert multilabel_f1(emb, labels, C=np.array([1e-4, 1.0]), repeats=3, progress=False) == (
+        picked
+    )
+    # Separable labels: every candidate gives Macro-F1 1 in cross-validation, and the tie
+    # goes to the smallest C.
+    clean = encoding(labels, noise=0.05)
+    tie = multilabel_f1(clean, labels, C=(0.5, 5.0, 50.0), repeats=2, progress=False)
+    assert tie.chosen_c == (0.5, 0.5) and tie.macro_f1 == 1.0
+
+
+def test_f1_c_choice_ignores_test_nodes():
+    labels = multilabel_data(n=120, num_classes=4, seed=9)
+    emb = encoding(labels, noise=1.2, seed=10)
+    grid = (0.001, 0.01, 0.1, 1.0, 10.0)
+    kwargs = dict(repeats=1, seed=3, train_fraction=0.5, progress=False)
+    base = multilabel_f1(emb, labels, C=grid, **kwargs)
+    # The split of seed 3 (the unlabelled nodes are left out first, as multilabel_f1 does).
+    nodes = np.flatnonzero(labels.any(1).numpy())
+    test = nodes[np.random.default_rng(3).permutation(nodes.size)[round(0.5 * nodes.size) :]]
+    # Scramble the test nodes' labels (each keeps at least one): the choice stays.
+    scrambled = labels.clone()
+    scrambled[test] = torch.roll(labels[test], 1, dims=1)
+    assert multilabel_f1(emb, scrambled, C=grid, **kwargs).chosen_c == base.chosen_c
+    # But the scores change (the test nodes are scored).
+    assert multilabel_f1(emb, scrambled, C=grid, **kwargs)[:2] != base[:2]
+
+
+def test_f1_normalize():
+    labels = multilabel_data(n=150, seed=12)
+    emb = encoding(labels, noise=2.5, seed=13)
+    emb[20] = 0  # a zero row stays zero
+    unit = emb / emb.norm(dim=1, keepdim=True).clamp(min=1e-300)
+    kwargs = dict(repeats=2, progress=False)
+    a = multilabel_f1(emb, labels, normalize=True, **kwargs)
+    np.testing.assert_allclose(a[:4], multilabel_f1(unit, labels, **kwargs)[:4], atol=1e-12)
+    # Invariant to the scale of the rows.
+    scale = torch.rand(150, 1, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    b = multilabel_f1(emb * (0.1 + 10 * scale), labels, normalize=True, **kwargs)
+    np.testing.assert_allclose(a[:4], b[:4], atol=1e-12)
+    assert multilabel_f1(emb, labels, **kwargs)[:4] != a[:4]
+
+
+def test_f1_result_fields():
+    labels = multilabel_data(n=60)
+    result = multilabel_f1(encoding(labels), labels, repeats=2, C=2, progress=False)
+    assert result._fields == ("macro_f1", "micro_f1", "macro_std", "micro_std", "chosen_c")
+    assert result.chosen_c == (2.0, 2.0) and isinstance(result.chosen_c[0], float)
+    macro, micro, macro_std, micro_std, chosen = result  # unpacks as five
+    # Built from the four old fields, as existing callers may.
+    assert MultilabelF1(1.0, 1.0, 0.0, 0.0).chosen_c == ()
+
+
+def test_f1_c_grid_bad_inputs():
+    labels = multilabel_data(n=40)
+    emb = encoding(labels)
+    with pytest.raises(ValueError, match="C must be a positive finite float or a non-empty"):
+        multilabel_f1(emb, labels, C=())
+    with pytest.raises(ValueError, match=r"C must be .* got C\[1\] = -1\.0"):
+        multilabel_f1(emb, labels, C=(1.0, -1.0))
+    with pytest.raises(ValueError, match=r"got C\[0\] = True"):
+        multilabel_f1(emb, labels, C=[True])
+    with pytest.raises(ValueError, match=r"got C\[0\] = inf"):
+        multilabel_f1(emb, labels, C=[math.inf])
+    with pytest.raises(ValueError, match="C must be a positive finite float"):
+        multilabel_f1(emb, labels, C="1.0")
+    with pytest.raises(ValueError, match="cv_folds must be >= 2"):
+        multilabel_f1(emb, labels, C=(1.0, 2.0), cv_folds=1)
+    with pytest.raises(TypeError, match="cv_folds must be an int"):
+        multilabel_f1(emb, labels, cv_folds=3.0)
+    with pytest.raises(ValueError, match="cv_folds must not exceed the 15 training nodes"):
+        multilabel_f1(emb, labels, C=(1.0, 2.0), cv_folds=16)
+    with pytest.raises(TypeError, match="normalize must be a bool"):
+        multilabel_f1(emb, labels, normalize=1)
 
 
 # --------------------------------------------------------------------- class_auroc
