@@ -82,8 +82,12 @@ def test_random_walk_smoke(tmp_path):
 @needs_node2vec_data
 def test_node2vec_smoke(tmp_path):
     stdout, results = run_benchmark("node2vec", tmp_path)
-    assert "| graph | p | q | pipeline | auROC | Macro-F1 | Micro-F1 |" in stdout
+    assert (
+        "| auROC | Macro-F1 | Micro-F1 | Macro-F1 (CV C) | Micro-F1 (CV C) | chosen C |" in stdout
+    )
     (row,) = results["rows"]
     for pipeline in ("geolayers", "pecanpy_gensim"):
         assert 0.0 <= row["extra"]["quality"][pipeline]["auroc"] <= 1.0
+        assert 0.0 <= row["extra"]["quality"][pipeline]["macro_f1_cv"] <= 1.0
+        assert set(row["extra"]["quality"][pipeline]["chosen_c"]) <= {0.1, 1.0, 10.0, 100.0}
         assert row["seconds"][pipeline] > 0
