@@ -12,6 +12,8 @@ EXAMPLES = [
     "nw_domain_shift",
     "object_discovery",
     "poincare_wordnet",
+    "pointcloud_canonical",
+    "rotated_digits",
 ]
 
 
