@@ -23,14 +23,19 @@ the same loss, optimizer, schedule and number of epochs:
   its accuracy on rotated shapes equals that on upright ones up to float rounding. Training on
   upright or on rotated shapes makes no difference beyond rounding, for the same reason.
 
-Most of these shapes are symmetric: a box, cylinder, ellipsoid, torus or capsule is mapped onto
-itself by half turns about its axes, so no equivariant function of the exact surface can single
-out one of its orientations, and the canonical pose is decided by the sampling noise of the
-points. The backbone of the canonicalized model therefore still sees the shapes in varied poses
+Most of these shapes are symmetric, and that limits any canonicalizer: at an input fixed by a
+rotation g no frame can be equivariant (it would need R = g R), so near such inputs the frame is
+decided by small, noisy features. Here the box, cylinder, ellipsoid, torus and capsule are all
+mapped onto themselves by x -> -x, where the vector-neuron layers (odd functions) output only
+sampling noise; the cross-product channels of the SO(3) canonicalizer recover a frame for the
+box and ellipsoid, but the cylinder, torus and capsule also turn freely about their axis. Frames
+that differ by a symmetry of the surface give the same canonical surface; the noisy remainder
+does not, so the backbone of the canonicalized model still sees some shapes in varied poses
 (one consistent pose per cloud), which is why its accuracy stays below the plain PointNet's on
-upright shapes. The prior of `Mondal et al. 2023 <https://arxiv.org/abs/2310.01647>`_ (eq. (5)-(6)),
-which pulls the frames of upright training shapes towards the identity, is available with
-``--prior-weight``; it is off by default, as with weight 0.1 it left the frames as far from the
+upright shapes, while staying exactly the same under rotation.
+
+The prior of `Mondal et al. 2023 <https://arxiv.org/abs/2310.01647>`_ (eq. (5)-(6)), which pulls
+the frames of upright training shapes towards the identity, is available with ``--prior-weight``; it is off by default, as with weight 0.1 it left the frames as far from the
 identity as random rotations (prior loss 5.9, against 6 for Haar-random frames) on these shapes.
 
 The script prints a Markdown table: accuracy on upright and rotated test shapes, training wall

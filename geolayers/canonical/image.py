@@ -37,6 +37,8 @@ pixels rotated in from outside the image read zero.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -267,6 +269,12 @@ class DiscreteImageCanonicalizer(Canonicalizer):
     Images must be square when the group holds a quarter turn (its poses would swap ``H`` and
     ``W``).
 
+    A network whose scores no longer depend on the pose (a ReLU network whose units all died
+    during training) ties every score on every input: each frame is then the identity and the
+    model is not invariant any more. While training, such a batch raises a ``RuntimeWarning``;
+    a scorer with a non-saturating activation avoids it (``examples/rotated_digits.py`` passes
+    one through ``network``).
+
     Args:
         group: a finite planar group, e.g. ``Cyclic(4)``, ``Dihedral(4)``, ``Cyclic(8)``.
         in_channels: image channels ``C``.
@@ -360,6 +368,14 @@ class DiscreteImageCanonicalizer(Canonicalizer):
 
     def canonicalize(self, x: Tensor) -> tuple[Tensor, Frame]:
         scores = self.scores(x)
+        if self.training and x.shape[0] > 1 and bool((scores == scores[:, :1]).all()):
+            warnings.warn(
+                "every score of every image in this batch is tied: the canonicalizer's network "
+                "no longer depends on the pose (dead units?), so every frame is the identity and "
+                "the model is not invariant; use a network with a non-saturating activation",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         weights, index = straight_through_argmax(
             scores, estimator=self.estimator, temperature=self.temperature, training=self.training
         )

@@ -1,4 +1,5 @@
 import math
+import warnings
 
 import pytest
 import torch
@@ -386,3 +387,17 @@ def test_bad_arguments_name_the_argument():
         _continuous(SO2())(torch.randn(2, 1, 9, 11))
     with pytest.raises(ValueError, match="network must return"):
         DiscreteImageCanonicalizer(Cyclic(4), 1, network=nn.Flatten())(torch.randn(2, 1, 5, 5))
+
+
+def test_dead_scorer_warns_while_training():
+    class Dead(nn.Module):
+        def forward(self, x):
+            return x.new_zeros(x.shape[0], 4)
+
+    canon = DiscreteImageCanonicalizer(Cyclic(4), 1, network=Dead()).train()
+    with pytest.warns(RuntimeWarning, match="tied"):
+        canon(torch.rand(3, 1, 9, 9))
+    canon.eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        canon(torch.rand(3, 1, 9, 9))
