@@ -234,7 +234,7 @@ def _lie_gram_dense(rep_in: Rep, rep_out: Rep) -> Tensor | None:
     if not lie.any():
         return None
     try:
-        a = rep_out.drho(lie)
+        a = rep_out._lie_dense
         # A layer from a representation to itself (the common case) needs its matrices once,
         # and a bias (a map from the trivial representation) none.
         if rep_in == rep_out:
@@ -242,7 +242,7 @@ def _lie_gram_dense(rep_in: Rep, rep_out: Rep) -> Tensor | None:
         elif isinstance(rep_in, Scalar):
             b = torch.zeros(lie.shape[0], 1, 1, dtype=torch.float64)
         else:
-            b = rep_in.drho(lie)
+            b = rep_in._lie_dense
         if not (a.any() or b.any()):
             return None
         gens = G.discrete_generators
@@ -252,6 +252,9 @@ def _lie_gram_dense(rep_in: Rep, rep_out: Rep) -> Tensor | None:
         return None
     # numpy from here: a dozen small products, where each torch call's overhead would dominate.
     a, b = a.numpy(), b.numpy()
+    if isinstance(rep_in, Scalar) and k_out is None:
+        # An invariant vector (a bias): L = A (x) 1, so L^T L = A^T A.
+        return torch.from_numpy((a.transpose(0, 2, 1) @ a).sum(0))
     d_out, d_in = a.shape[-1], b.shape[-1]
     n = d_out * d_in
 

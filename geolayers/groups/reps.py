@@ -134,6 +134,12 @@ class Rep:
         return False
 
     @cached_property
+    def _lie_dense(self) -> _T:
+        """``drho`` of the group's Lie algebra, ``(k, D, D)`` float64, once per representation
+        (the dense basis route asks for it for the weight and again for the bias)."""
+        return self.drho(self.G.lie_algebra)
+
+    @cached_property
     def is_signed_permutation(self) -> bool:
         """True when every discrete generator acts by a signed permutation and ``drho`` vanishes
         on the Lie algebra (so every element acts by a signed permutation).
