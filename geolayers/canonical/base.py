@@ -93,9 +93,9 @@ class Frame:
         )
 
 
-def transform_output(y: Tensor, frame: Frame, out_transform: OutTransform) -> Tensor:
+def transform_output(y: Tensor, frame: Frame, out_rep: OutTransform) -> Tensor:
     r"""``frame · y``: :math:`\rho_{out}(g)\,y` on the last axis for a
-    :class:`~geolayers.groups.Rep`, else ``out_transform(frame, y)``.
+    :class:`~geolayers.groups.Rep`, else ``out_rep(frame, y)``.
 
     Example:
         >>> from geolayers.groups import Cyclic, Vector
@@ -103,25 +103,22 @@ def transform_output(y: Tensor, frame: Frame, out_transform: OutTransform) -> Te
         >>> transform_output(torch.tensor([[1.0, 0.0]]), frame, Vector(Cyclic(4))).round()
         tensor([[0., 1.]])
     """
-    if isinstance(out_transform, Rep):
+    if isinstance(out_rep, Rep):
         if frame.matrix is None:
             raise ValueError(
-                "out_transform is a Rep but this frame has no matrix (a permutation frame); "
+                "out_rep is a Rep but this frame has no matrix (a permutation frame); "
                 "pass a function (frame, y) -> frame · y instead"
             )
-        if not isinstance(y, Tensor) or y.dim() < 2 or y.shape[-1] != out_transform.size:
+        if not isinstance(y, Tensor) or y.dim() < 2 or y.shape[-1] != out_rep.size:
             raise ValueError(
-                f"y must have shape (B, ..., {out_transform.size}) for {out_transform!r}, got "
-                f"{describe(y)}"
+                f"y must have shape (B, ..., {out_rep.size}) for {out_rep!r}, got {describe(y)}"
             )
-        rho = out_transform.rho(frame.matrix.to(torch.float64)).to(y.dtype)
+        rho = out_rep.rho(frame.matrix.to(torch.float64)).to(y.dtype)
         flat = y.reshape(y.shape[0], -1, y.shape[-1])
         return (flat @ rho.mT).reshape(y.shape)
-    if callable(out_transform):
-        return out_transform(frame, y)
-    raise TypeError(
-        f"out_transform must be a Rep or a function (frame, y) -> y, got {describe(out_transform)}"
-    )
+    if callable(out_rep):
+        return out_rep(frame, y)
+    raise TypeError(f"out_rep must be a Rep or a function (frame, y) -> y, got {describe(out_rep)}")
 
 
 class Canonicalizer(nn.Module):
@@ -156,20 +153,20 @@ class Canonicalizer(nn.Module):
 
     # -- outputs -----------------------------------------------------------------------------
 
-    def invert(self, y: Tensor, frame: Frame, out_transform: OutTransform) -> Tensor:
+    def invert(self, y: Tensor, frame: Frame, out_rep: OutTransform) -> Tensor:
         r"""Map a backbone output computed on the canonical input back: :math:`\rho_{out}(g)\,y`.
 
         Args:
             y: ``(B, ..., D)`` backbone outputs (for a :class:`~geolayers.groups.Rep`), or what
-                ``out_transform`` takes.
+                ``out_rep`` takes.
             frame: the frames :meth:`canonicalize` returned for the same batch.
-            out_transform: a :class:`~geolayers.groups.Rep` of :attr:`group` of size ``D``, or a
+            out_rep: a :class:`~geolayers.groups.Rep` of :attr:`group` of size ``D``, or a
                 function ``(frame, y) -> frame · y``.
 
         Returns:
             The equivariant output, the shape of ``y``.
         """
-        return transform_output(y, frame, out_transform)
+        return transform_output(y, frame, out_rep)
 
     # -- prior and metrics -------------------------------------------------------------------
 
@@ -223,7 +220,7 @@ class CanonicalizedModel(nn.Module):
     Args:
         canonicalizer: a :class:`Canonicalizer`.
         backbone: any ``nn.Module`` taking the canonical input.
-        out_transform: ``None`` for an invariant model, else how outputs transform (see
+        out_rep: ``None`` for an invariant model, else how outputs transform (see
             :meth:`Canonicalizer.invert`). (default: ``None``)
 
     Shapes:
@@ -243,7 +240,7 @@ class CanonicalizedModel(nn.Module):
         self,
         canonicalizer: Canonicalizer,
         backbone: nn.Module,
-        out_transform: OutTransform | None = None,
+        out_rep: OutTransform | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(canonicalizer, Canonicalizer):
@@ -252,14 +249,14 @@ class CanonicalizedModel(nn.Module):
             raise TypeError(f"backbone must be an nn.Module, got {describe(backbone)}")
         self.canonicalizer = canonicalizer
         self.backbone = backbone
-        self.out_transform = out_transform
+        self.out_rep = out_rep
 
     def forward_with_frame(self, x: Tensor) -> tuple[Tensor, Frame]:
         """The output and the frames (for :meth:`Canonicalizer.prior_loss` during training)."""
         x_canonical, frame = self.canonicalizer(x)
         y = self.backbone(x_canonical)
-        if self.out_transform is not None:
-            y = self.canonicalizer.invert(y, frame, self.out_transform)
+        if self.out_rep is not None:
+            y = self.canonicalizer.invert(y, frame, self.out_rep)
         return y, frame
 
     def forward(self, x: Tensor) -> Tensor:

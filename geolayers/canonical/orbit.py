@@ -206,7 +206,7 @@ class FrameAveraging(nn.Module):
         backbone: any ``nn.Module``.
         group: a finite :class:`~geolayers.groups.Group`.
         act: ``(g, x) -> g · x`` for one element and a batch. (default: ``group.act``)
-        out_transform: ``None`` (invariant), a :class:`~geolayers.groups.Rep` of ``group``, or a
+        out_rep: ``None`` (invariant), a :class:`~geolayers.groups.Rep` of ``group``, or a
             function ``(frame, y) -> frame · y``. (default: ``None``)
 
     Shapes:
@@ -214,7 +214,7 @@ class FrameAveraging(nn.Module):
 
     Example:
         >>> from geolayers.groups import Cyclic, Vector
-        >>> fa = FrameAveraging(torch.nn.Linear(2, 2), Cyclic(4), out_transform=Vector(Cyclic(4)))
+        >>> fa = FrameAveraging(torch.nn.Linear(2, 2), Cyclic(4), out_rep=Vector(Cyclic(4)))
         >>> fa(torch.randn(3, 2)).shape
         torch.Size([3, 2])
     """
@@ -224,7 +224,7 @@ class FrameAveraging(nn.Module):
         backbone: nn.Module,
         group: Group,
         act: Action | None = None,
-        out_transform: OutTransform | None = None,
+        out_rep: OutTransform | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(backbone, nn.Module):
@@ -232,12 +232,12 @@ class FrameAveraging(nn.Module):
         elements = _finite_elements(group)
         if act is not None and not callable(act):
             raise TypeError(f"act must be a function (g, x) -> g · x, got {describe(act)}")
-        if isinstance(out_transform, Rep) and out_transform.G != group:
-            raise ValueError(f"out_transform must be a Rep of {group!r}, got {out_transform!r}")
+        if isinstance(out_rep, Rep) and out_rep.G != group:
+            raise ValueError(f"out_rep must be a Rep of {group!r}, got {out_rep!r}")
         self.backbone = backbone
         self.group = group
         self.act = act if act is not None else group.act
-        self.out_transform = out_transform
+        self.out_rep = out_rep
         self.register_buffer("elements", elements, persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -247,13 +247,13 @@ class FrameAveraging(nn.Module):
         n, b = poses.shape[:2]
         y = self.backbone(poses.reshape(n * b, *poses.shape[2:]))
         y = y.reshape(n, b, *y.shape[1:])
-        if self.out_transform is not None:
+        if self.out_rep is not None:
             dtype = x.dtype if x.is_floating_point() else torch.float64
             mats = self.elements.to(dtype)
             outs = []
             for h in range(n):
                 frame = Frame(matrix=mats[h].expand(b, *mats.shape[1:]))
-                outs.append(transform_output(y[h], frame, self.out_transform))
+                outs.append(transform_output(y[h], frame, self.out_rep))
             y = torch.stack(outs)
         return y.mean(dim=0)
 

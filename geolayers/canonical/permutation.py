@@ -161,7 +161,7 @@ def restore_order(frame: Frame, y: Tensor, *, average_ties: bool = True) -> Tens
     r"""Per-element outputs computed on the canonical order, put back in the input's order.
 
     ``out[b, permutation[b, i]] = y[b, i]``: the action :math:`\rho_{out}(g)\,y` of the frame on
-    per-element outputs, so this is the ``out_transform`` of a
+    per-element outputs, so this is the ``out_rep`` of a
     :class:`~geolayers.canonical.CanonicalizedModel` with per-element outputs.
 
     Args:
@@ -227,7 +227,7 @@ class PermutationCanonicalizer(Canonicalizer):
     every ordering of the input, up to the rounding of the scorer's pooled sums changing the
     order of two elements whose scores agree to a few ulps.
 
-    Use :func:`restore_order` as the ``out_transform`` of per-element outputs, and
+    Use :func:`restore_order` as the ``out_rep`` of per-element outputs, and
     :meth:`prior_loss` (the Plackett-Luce likelihood of the input order) to keep upright data in
     its given order, as Mondal et al. 2023 do for other groups.
 
@@ -407,12 +407,12 @@ class PermutationCanonicalizer(Canonicalizer):
         delta = soft - soft.detach()
         return torch.where(canon_mask[..., None], delta, 0)
 
-    def invert(self, y: Tensor, frame: Frame, out_transform: object = None) -> Tensor:
+    def invert(self, y: Tensor, frame: Frame, out_rep: object = None) -> Tensor:
         """Per-element outputs back in the input's order: :func:`restore_order` by default, or
-        ``out_transform`` as in :meth:`Canonicalizer.invert`."""
-        if out_transform is None:
+        ``out_rep`` as in :meth:`Canonicalizer.invert`."""
+        if out_rep is None:
             return restore_order(frame, y)
-        return super().invert(y, frame, out_transform)  # type: ignore[arg-type]
+        return super().invert(y, frame, out_rep)  # type: ignore[arg-type]
 
     def prior_loss(self, frame: Frame) -> Tensor:
         r"""Negative log-likelihood of the input order under the Plackett-Luce model of the scores.

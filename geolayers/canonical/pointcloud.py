@@ -207,7 +207,7 @@ def orthonormal_frame(vectors: Tensor, *, special: bool = True, scale: Tensor | 
 def restore_points(frame: Frame, y: Tensor) -> Tensor:
     r"""Positions predicted in the canonical frame, back in the input's: :math:`R y + t`.
 
-    The ``out_transform`` of a :class:`~geolayers.canonical.CanonicalizedModel` whose backbone
+    The ``out_rep`` of a :class:`~geolayers.canonical.CanonicalizedModel` whose backbone
     outputs points ``(B, ..., 3)`` (use :class:`~geolayers.groups.Vector` instead for directions,
     forces, velocities: they do not translate).
 

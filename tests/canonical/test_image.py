@@ -271,7 +271,7 @@ def test_continuous_frame_and_vector_outputs_follow_any_rotation():
 
     torch.manual_seed(3)
     head = nn.Sequential(nn.AvgPool2d(3, 2), nn.Flatten(), nn.Linear(64, 2)).double()
-    model = CanonicalizedModel(canon, head, out_transform=Vector(SO2()))
+    model = CanonicalizedModel(canon, head, out_rep=Vector(SO2()))
     with torch.no_grad():
         y = model(x)
         got = model(rotate_images(x, theta))

@@ -32,11 +32,11 @@ def _mlp(d_in: int, d_out: int, seed: int = 0) -> nn.Module:
     return nn.Sequential(nn.Linear(d_in, 16), nn.Tanh(), nn.Linear(16, d_out))
 
 
-def _canonicalized(group, out_transform=None, d_out=None):
+def _canonicalized(group, out_rep=None, d_out=None):
     d = group.d
     canon = OrbitCanonicalizer(group, _mlp(d, 1, seed=1))
     backbone = _mlp(d, d_out if d_out is not None else 3, seed=2)
-    return CanonicalizedModel(canon, backbone, out_transform).eval()
+    return CanonicalizedModel(canon, backbone, out_rep).eval()
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -53,7 +53,7 @@ def test_non_invariant_backbone_becomes_invariant(name, dtype):
 def test_invert_makes_outputs_equivariant(name, dtype):
     group = GROUPS[name]
     V = Vector(group)
-    model = _canonicalized(group, out_transform=V, d_out=group.d)
+    model = _canonicalized(group, out_rep=V, d_out=group.d)
     assert_group_equivariant(model, group, V, V, n=12, dtype=dtype, tol=TOL[dtype])
 
 
@@ -71,7 +71,7 @@ def test_frame_moves_with_the_input():
 
 def test_fixed_point_input_gives_identity_frame_and_finite_output():
     group = Dihedral(4)
-    model = _canonicalized(group, out_transform=Vector(group), d_out=2)
+    model = _canonicalized(group, out_rep=Vector(group), d_out=2)
     x = torch.zeros(3, 2)
     y, frame = model.forward_with_frame(x)
     # Every pose of 0 is 0: all scores tie and the first maximum (the identity) wins.
@@ -158,7 +158,7 @@ def test_frame_averaging_is_exact(dtype):
     V = Vector(group)
     invariant = FrameAveraging(_mlp(3, 4), group)
     assert_group_invariant(invariant, group, V, n=12, dtype=dtype, tol=TOL[dtype])
-    equivariant = FrameAveraging(_mlp(3, 3), group, out_transform=V)
+    equivariant = FrameAveraging(_mlp(3, 3), group, out_rep=V)
     assert_group_equivariant(equivariant, group, V, V, n=12, dtype=dtype, tol=TOL[dtype])
 
 
@@ -166,7 +166,7 @@ def test_frame_averaging_matches_the_explicit_average():
     group = Dihedral(3)
     backbone = _mlp(2, 2).double()
     fa = FrameAveraging(
-        backbone, group, out_transform=lambda frame, y: (frame.matrix @ y[..., None])[..., 0]
+        backbone, group, out_rep=lambda frame, y: (frame.matrix @ y[..., None])[..., 0]
     )
     x = torch.randn(5, 2, dtype=torch.float64)
     expected = sum(backbone(x @ g) @ g.T for g in group.elements()) / 6  # g^{-1} = g^T
@@ -183,7 +183,7 @@ def test_transform_output_with_a_function_and_a_rep():
         transform_output(torch.zeros(2, 3), frame, Vector(Cyclic(4)))
     with pytest.raises(ValueError, match="permutation frame"):
         transform_output(y, Frame(matrix=None, permutation=torch.zeros(2, 2)), Vector(Cyclic(4)))
-    with pytest.raises(TypeError, match="out_transform"):
+    with pytest.raises(TypeError, match="out_rep"):
         transform_output(y, frame, "vector")
 
 
@@ -206,7 +206,7 @@ def test_bad_arguments():
         CanonicalizedModel(OrbitCanonicalizer(Cyclic(4), _mlp(2, 1)), lambda x: x)
     with pytest.raises(ValueError, match="finite"):
         FrameAveraging(nn.Identity(), SO3())
-    with pytest.raises(ValueError, match="out_transform must be a Rep of"):
-        FrameAveraging(nn.Identity(), Cyclic(4), out_transform=Vector(Cyclic(3)))
+    with pytest.raises(ValueError, match="out_rep must be a Rep of"):
+        FrameAveraging(nn.Identity(), Cyclic(4), out_rep=Vector(Cyclic(3)))
     with pytest.raises(NotImplementedError):
         Canonicalizer().canonicalize(torch.zeros(1))

@@ -120,7 +120,7 @@ def test_flat_backbone_becomes_permutation_invariant(dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_per_element_outputs_are_equivariant_through_restore_order(dtype):
     backbone = FlatBackbone(N, D, 2, per_element=True)
-    model = CanonicalizedModel(PermutationCanonicalizer(D), backbone, out_transform=restore_order)
+    model = CanonicalizedModel(PermutationCanonicalizer(D), backbone, out_rep=restore_order)
     assert_equivariant(
         model, _random_sets, _slot_perms, _permute_slots, _permute_out, dtype=dtype, atol=TOL[dtype]
     )
@@ -259,7 +259,7 @@ def _sets_with_duplicates(gen, dtype=torch.float64):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_repeated_elements_give_a_valid_permutation_and_exact_equivariance(dtype):
     backbone = FlatBackbone(N, D, 2, per_element=True)
-    model = CanonicalizedModel(PermutationCanonicalizer(D), backbone, out_transform=restore_order)
+    model = CanonicalizedModel(PermutationCanonicalizer(D), backbone, out_rep=restore_order)
     assert_invariant(
         CanonicalizedModel(model.canonicalizer, FlatBackbone(N, D, 3)),
         _sets_with_duplicates,

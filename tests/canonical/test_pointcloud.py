@@ -129,8 +129,8 @@ def test_vector_outputs_are_equivariant_through_invert(name, dtype):
     group = GROUPS[name]
     V = Vector(group)
     canon = _canon(group)
-    pooled = CanonicalizedModel(canon, FlatBackbone(c=3), out_transform=V)
-    per_point = CanonicalizedModel(canon, FlatBackbone(per_point=True), out_transform=V)
+    pooled = CanonicalizedModel(canon, FlatBackbone(c=3), out_rep=V)
+    per_point = CanonicalizedModel(canon, FlatBackbone(per_point=True), out_rep=V)
     for model in (pooled, per_point):
         assert_equivariant(
             model, _clouds, _sampler(group), _act, _rotate_out, dtype=dtype, atol=TOL[dtype]
