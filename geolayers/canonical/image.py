@@ -91,6 +91,17 @@ def _check_images(x: object, name: str = "x") -> Tensor:
     return x
 
 
+def _check_canonicalizer_input(x: object, in_channels: int, square_because: str | None) -> Tensor:
+    """``x: (B, in_channels, H, W)``, and square when ``square_because`` (the reason, appended
+    to the message as it is) is given."""
+    x = _check_images(x)
+    if x.shape[1] != in_channels:
+        raise ValueError(f"x must have shape (B, C={in_channels}, H, W), got {describe(x)}")
+    if square_because is not None and x.shape[-1] != x.shape[-2]:
+        raise ValueError(f"x must hold square images (H == W){square_because}; got {describe(x)}")
+    return x
+
+
 def _resample(g: Tensor, x: Tensor, mode: str) -> Tensor:
     r"""``(g · x)(p) = x(g^T p)`` for every sample by ``F.grid_sample`` (zeros outside).
 
@@ -345,17 +356,8 @@ class DiscreteImageCanonicalizer(Canonicalizer):
         self._swaps_axes = bool((grid & (self._elements[:, 0, 0].abs() < 0.5)).any())
 
     def _check_input(self, x: object) -> Tensor:
-        x = _check_images(x)
-        if x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"x must have shape (B, C={self.in_channels}, H, W), got {describe(x)}"
-            )
-        if self._swaps_axes and x.shape[-1] != x.shape[-2]:
-            raise ValueError(
-                f"x must hold square images (H == W) for {self.group!r}, whose quarter turns "
-                f"swap H and W; got {describe(x)}"
-            )
-        return x
+        why = f" for {self.group!r}, whose quarter turns swap H and W"
+        return _check_canonicalizer_input(x, self.in_channels, why if self._swaps_axes else None)
 
     def scores(self, x: Tensor) -> Tensor:
         """The network's equivariant element scores ``(B, |G|)``."""
@@ -524,17 +526,8 @@ class ContinuousImageCanonicalizer(Canonicalizer):
         self._coset_sign = torch.linalg.det(elements).round()
 
     def _check_input(self, x: object) -> Tensor:
-        x = _check_images(x)
-        if x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"x must have shape (B, C={self.in_channels}, H, W), got {describe(x)}"
-            )
-        if x.shape[-1] != x.shape[-2]:
-            raise ValueError(
-                f"x must hold square images (H == W): a rotated H x W image with H != W has no "
-                f"canonical pose of the same shape; got {describe(x)}"
-            )
-        return x
+        why = ": a rotated H x W image with H != W has no canonical pose of the same shape"
+        return _check_canonicalizer_input(x, self.in_channels, why)
 
     def features(self, x: Tensor) -> Tensor:
         """The network's equivariant features over ``C_n`` (``D_n``), ``(B, |G|)``."""

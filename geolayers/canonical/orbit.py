@@ -93,10 +93,10 @@ def _finite_elements(group: object, name: str = "group") -> Tensor:
     return group.elements().to(torch.float64)
 
 
-def _orbit(act: Action, elements: Tensor, x: Tensor, inverse: bool) -> Tensor:
-    """``(|G|, B, ...)``: ``h^{-1} · x`` (``inverse``) or ``h · x`` for every element ``h``."""
-    mats = torch.linalg.inv(elements) if inverse else elements
-    return torch.stack([act(m.to(x.dtype) if x.is_floating_point() else m, x) for m in mats])
+def _poses(act: Action, inverses: Tensor, x: Tensor) -> Tensor:
+    """``(|G|, B, ...)``: ``h^{-1} · x`` for every element ``h``, from the inverses
+    ``(|G|, d, d)``."""
+    return torch.stack([act(m.to(x.dtype) if x.is_floating_point() else m, x) for m in inverses])
 
 
 class OrbitCanonicalizer(Canonicalizer):
@@ -161,12 +161,14 @@ class OrbitCanonicalizer(Canonicalizer):
         self.estimator = estimator
         self.temperature = float(temperature)
         self.register_buffer("elements", elements, persistent=False)
+        # Inverted once here, in float64, not on every forward.
+        self.register_buffer("inverses", torch.linalg.inv(elements), persistent=False)
 
     def scores(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``(poses (|G|, B, ...), scores (B, |G|))`` with ``poses[h] = h^{-1} · x``."""
         if not isinstance(x, Tensor) or x.dim() < 1:
             raise ValueError(f"x must be a batched tensor (B, ...), got {describe(x)}")
-        poses = _orbit(self.act, self.elements, x, inverse=True)
+        poses = _poses(self.act, self.inverses, x)
         n, b = poses.shape[:2]
         raw = self.scorer(poses.reshape(n * b, *poses.shape[2:]))
         if raw.numel() != n * b:
@@ -239,11 +241,13 @@ class FrameAveraging(nn.Module):
         self.act = act if act is not None else group.act
         self.out_rep = out_rep
         self.register_buffer("elements", elements, persistent=False)
+        # Inverted once here, in float64, not on every forward.
+        self.register_buffer("inverses", torch.linalg.inv(elements), persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
         if not isinstance(x, Tensor) or x.dim() < 1:
             raise ValueError(f"x must be a batched tensor (B, ...), got {describe(x)}")
-        poses = _orbit(self.act, self.elements, x, inverse=True)
+        poses = _poses(self.act, self.inverses, x)
         n, b = poses.shape[:2]
         y = self.backbone(poses.reshape(n * b, *poses.shape[2:]))
         y = y.reshape(n, b, *y.shape[1:])
