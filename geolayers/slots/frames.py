@@ -348,23 +348,22 @@ def pose_from_attention(
         tensor([[[0.5000, 0.5000]]])
     """
     check_mode(mode)
-    if grid.dim() == 2:
-        position = torch.einsum("bkn,nc->bkc", attn, grid)
-    else:
-        position = torch.einsum("bkn,bnc->bkc", attn, grid)
+    position = attn @ grid  # (B, K, N) @ (N, 2) or (B, N, 2): (B, K, 2)
     if mode == "T":
         return SlotPose(position, previous.scale, previous.rotation)
     centred = _offsets(grid, position)
     # Centred second moments (not E[g g^T] - p p^T, which cancels for small slots far
     # from the origin and could turn negative).
-    cov = torch.einsum("bkn,bkni,bknj->bkij", attn, centred, centred)
+    weighted = attn[..., None, :]  # (B, K, 1, N)
     rotation = previous.rotation
     if mode == "TS":
-        var = torch.diagonal(cov, dim1=-2, dim2=-1)
+        # Only the diagonal of C is needed: the second moment along each image axis.
+        var = (weighted @ centred.square()).squeeze(-2)
     else:
+        cov = (weighted * centred.transpose(-1, -2)) @ centred  # (B, K, 2, 2)
         rotation = _principal_rotation(cov, previous.rotation)
         # diag(S_R^T C S_R): the second moment along each new slot axis.
-        var = torch.einsum("bkia,bkij,bkja->bka", rotation, cov, rotation)
+        var = ((cov @ rotation) * rotation).sum(dim=-2)
     # The clamp comes before the sqrt, so its derivative is finite even for a zero variance.
     scale = var.clamp_min(min_scale**2).sqrt()
     return SlotPose(position, scale, rotation)

@@ -23,7 +23,6 @@ from geolayers.slots.frames import (
     check_mode,
     check_pose,
     pose_from_attention,
-    project_relative_grid,
     relative_grid,
     sample_pose,
 )
@@ -35,8 +34,9 @@ DEFAULT_SCALES_FACTOR = {"T": 1.0, "TS": 5.0, "TSR": 5.0}
 
 
 class _TokenTerms(NamedTuple):
-    """Per-token terms of the factored key/value MLP (see ``InvariantSlotAttention._hidden``):
-    ``first = A e: (B, N, H)``, ``cross = W_p~^T e: (B, N, 2)``, ``square = |e|^2: (B, N)``."""
+    """Per-token terms of the factored key/value MLP (see ``InvariantSlotAttention._hidden``)
+    for ``T`` token sets at once (keys and values: ``T = 2``): ``first = A e: (B, N, T, H)``,
+    ``cross = W_p~^T e: (B, N, T, 2)``, ``square = |e|^2: (B, N, T)``."""
 
     first: Tensor
     cross: Tensor
@@ -46,22 +46,29 @@ class _TokenTerms(NamedTuple):
 class _MlpConstants(NamedTuple):
     """Parameter products of the factored key/value MLP: centred position weight ``proj: (D,
     2)``, ``a = W_1 diag(gamma): (H, D)``, ``code = a @ proj: (H, 2)``, ``gram = proj^T proj``
-    and ``shift = W_1 beta + b_1: (H,)``."""
+    and ``shift = W_1 beta + b_1: (H,)``; ``per_slot``: the ``(2 + T, T H)`` matrices of
+    ``_per_slot_matrix`` for ``T = 1`` (keys) and ``T = 2`` (keys and values)."""
 
     proj: Tensor
     a: Tensor
     code: Tensor
     gram: Tensor
     shift: Tensor
+    per_slot: tuple[Tensor, Tensor]
+
+
+def _per_slot_matrix(code: Tensor, shift: Tensor, count: int) -> Tensor:
+    """``(2 + T, T H)``: ``[r, sigma_1, ..., sigma_T]`` times it is ``code r + shift sigma_t``
+    for every token set ``t`` (see ``InvariantSlotAttention._hidden``)."""
+    return torch.cat([code.T.repeat(1, count), torch.block_diag(*[shift[None]] * count)])
 
 
 class _FrameTerms(NamedTuple):
-    """Per-(slot, token) terms of one round: relative grid ``rel: (B, K, N, 2)``, its quadratic
-    form ``quad = rel^T gram rel: (B, K, N)`` and ``code = a proj rel: (B, K, N, H)``."""
+    """Per-(slot, token) terms of one round, shared by keys and values: relative grid
+    ``rel: (B, K, N, 2)`` and its quadratic form ``quad = rel^T gram rel: (B, K, N)``."""
 
     rel: Tensor
     quad: Tensor
-    code: Tensor
 
 
 def default_scales_factor(mode: str, scales_factor: float | None) -> float:
@@ -222,41 +229,39 @@ class InvariantSlotAttention(nn.Module):
         # Centred over features: LayerNorm subtracts the mean of z = tokens + W_p r + b_p.
         proj = self.grid_proj.weight - self.grid_proj.weight.mean(dim=0, keepdim=True)
         a = lin1.weight * norm.weight  # W_1 diag(gamma): (H, D)
+        code, shift = a @ proj, lin1.weight @ norm.bias + lin1.bias
         return _MlpConstants(
             proj=proj,
             a=a,
-            code=a @ proj,
+            code=code,
             gram=proj.T @ proj,
-            shift=lin1.weight @ norm.bias + lin1.bias,
+            shift=shift,
+            per_slot=(_per_slot_matrix(code, shift, 1), _per_slot_matrix(code, shift, 2)),
         )
 
     def _token_terms(self, tokens: Tensor, consts: _MlpConstants) -> _TokenTerms:
-        """The per-token parts of ``grid_mlp(tokens + grid_proj(r))``, computed once per
-        forward pass (the tokens do not change between rounds); see :meth:`_hidden`."""
+        """The per-token parts of ``grid_mlp(tokens + grid_proj(r))`` for ``tokens: (B, N, T,
+        D)`` (``T`` token sets, e.g. keys and values), computed once per forward pass (the
+        tokens do not change between rounds); see :meth:`_hidden`."""
         bias_p = self.grid_proj.bias
         centred = tokens - tokens.mean(dim=-1, keepdim=True) + (bias_p - bias_p.mean())
         return _TokenTerms(
-            first=centred @ consts.a.T,  # (B, N, H)
-            cross=centred @ consts.proj,  # (B, N, 2)
-            square=centred.square().sum(dim=-1),  # (B, N)
+            first=centred @ consts.a.T,  # (B, N, T, H)
+            cross=centred @ consts.proj,  # (B, N, T, 2)
+            square=centred.square().sum(dim=-1),  # (B, N, T)
         )
 
     def _frame_terms(self, grid: Tensor, pose: SlotPose, consts: _MlpConstants) -> _FrameTerms:
         """The per-(slot, token) parts of the MLP input, shared by keys and values."""
         rel = relative_grid(grid, pose, self.mode, self.scales_factor)
-        return _FrameTerms(
-            rel=rel,
-            quad=torch.einsum("bkni,ij,bknj->bkn", rel, consts.gram, rel),
-            code=project_relative_grid(
-                grid, pose, self.mode, consts.code, None, self.scales_factor
-            ),
-        )
+        return _FrameTerms(rel=rel, quad=((rel @ consts.gram) * rel).sum(dim=-1))
 
     def _hidden(
         self, terms: _TokenTerms, frame: _FrameTerms, consts: _MlpConstants
     ) -> tuple[Tensor, Tensor]:
-        r"""``(h, inv)`` with ``inv * h`` the hidden layer of ``grid_mlp(t + grid_proj(r))``,
-        ``r`` the relative grid.
+        r"""``(h, inv)``, ``h: (B, K, N, T, H)`` and ``inv: (B, K, N, T)``, with ``inv * h``
+        the hidden layer of ``grid_mlp(t + grid_proj(r))`` for every token set ``t`` of
+        ``terms``, ``r`` the relative grid.
 
         With :math:`z = t + W_p r + b_p`, centred :math:`\tilde z = e + \tilde W_p r` (``e`` the
         centred token plus centred bias), LayerNorm gives :math:`\gamma \odot \tilde z /
@@ -267,28 +272,36 @@ class InvariantSlotAttention(nn.Module):
         per-(slot, token) term is a 2-vector, so no ``(B, K, N, D)`` tensor is formed and the
         cost per slot and token is a few operations per hidden unit instead of ``2 D``
         multiply-adds; the result is the same function (:meth:`_reference_mlp` is the
-        literal one, for tests).
+        literal one, for tests). The per-slot part :math:`A \tilde W_p r + c\,\sigma` of all
+        ``T`` sets is one product of ``[r, \sigma_1, ..., \sigma_T]`` with a shared
+        ``(2 + T, T H)`` matrix, so each hidden unit costs one pass for that product, one for
+        adding :math:`A e` and one for the ReLU.
         """
-        var = (
-            terms.square[:, None] + 2 * (terms.cross[:, None] * frame.rel).sum(dim=-1) + frame.quad
-        ) / self.dim
+        count = terms.square.shape[-1]
+        rel = frame.rel
+        # (B, K, N, T): |e|^2 + 2 (W_p~^T e) . r + r^T W_p~^T W_p~ r.
+        cross = (terms.cross[:, None] * rel[..., None, :]).sum(dim=-1)
+        var = (2 * cross + terms.square[:, None] + frame.quad[..., None]) / self.dim
         sigma = (var.clamp_min(0) + self.grid_mlp[0].eps).sqrt()
-        pre = torch.addcmul(frame.code + terms.first[:, None], sigma[..., None], consts.shift)
-        return torch.relu(pre), sigma.reciprocal()
+        if count <= len(consts.per_slot):
+            rhs = consts.per_slot[count - 1]
+        else:
+            rhs = _per_slot_matrix(consts.code, consts.shift, count)
+        lhs = torch.cat([rel, sigma], dim=-1)  # (B, K, N, 2 + T)
+        pre = (lhs @ rhs).unflatten(-1, (count, -1)) + terms.first[:, None]
+        return torch.relu_(pre), sigma.reciprocal()
 
     def _reference_mlp(self, tokens: Tensor, rel: Tensor) -> Tensor:
         """The literal ``grid_mlp(tokens + grid_proj(rel))``: ``(B, K, N, D)``."""
         return self.grid_mlp(tokens[:, None] + self.grid_proj(rel))
 
-    def _attend(
-        self, slots: Tensor, keys: _TokenTerms, frame: _FrameTerms, consts: _MlpConstants
-    ) -> Tensor:
-        """Attention ``(B, K, N)`` normalised over tokens."""
-        hidden, inv = self._hidden(keys, frame, consts)
+    def _attention(self, slots: Tensor, hidden: Tensor, inv: Tensor) -> Tensor:
+        """Attention ``(B, K, N)`` normalised over tokens, from the keys' ``(h, inv)`` of
+        :meth:`_hidden` (``(B, K, N, H)`` and ``(B, K, N)``)."""
         lin2 = self.grid_mlp[3]
         q = self.to_q(self.norm_slots(slots))
         # q . (W_2 h + b_2) = (W_2^T q) . h + q . b_2: the second layer acts on q, once per slot.
-        logits = torch.einsum("bkh,bknh->bkn", q @ lin2.weight, hidden) * inv
+        logits = (hidden @ (q @ lin2.weight)[..., None]).squeeze(-1) * inv
         logits = (logits + (q @ lin2.bias)[..., None]) * self.dim**-0.5
         return normalise_over_tokens(logits.softmax(dim=1), self.eps)
 
@@ -296,17 +309,17 @@ class InvariantSlotAttention(nn.Module):
         self,
         slots: Tensor,
         pose: SlotPose,
-        keys: _TokenTerms,
-        values: _TokenTerms,
+        terms: _TokenTerms,
         grid: Tensor,
         consts: _MlpConstants,
     ) -> tuple[Tensor, SlotPose]:
         frame = self._frame_terms(grid, pose, consts)
-        attn = self._attend(slots, keys, frame, consts)
-        hidden, inv = self._hidden(values, frame, consts)
+        hidden, inv = self._hidden(terms, frame, consts)  # keys and values
+        (hidden_k, hidden_v), (inv_k, inv_v) = hidden.unbind(-2), inv.unbind(-1)
+        attn = self._attention(slots, hidden_k, inv_k)
         lin2 = self.grid_mlp[3]
         # sum_n a_n (W_2 h_n + b_2) = W_2 (sum_n a_n h_n) + (sum_n a_n) b_2.
-        pooled = torch.einsum("bkn,bknh->bkh", attn * inv, hidden)
+        pooled = ((attn * inv_v)[..., None, :] @ hidden_v).squeeze(-2)
         updates = pooled @ lin2.weight.T + attn.sum(dim=-1, keepdim=True) * lin2.bias
         slots = self.update(slots, updates)
         # The values were read in the frames the attention was computed with; the next round
@@ -342,18 +355,23 @@ class InvariantSlotAttention(nn.Module):
         init = self.slot_init(batch, generator) if slots is None else slots
         x = self.norm_inputs(inputs)
         consts = self._mlp_constants()
-        k, v = self._token_terms(self.to_k(x), consts), self._token_terms(self.to_v(x), consts)
+        # Keys and values in one product, as T = 2 token sets: (B, N, 2, D).
+        kv = nn.functional.linear(x, torch.cat([self.to_k.weight, self.to_v.weight]))
+        terms = self._token_terms(kv.unflatten(-1, (2, self.dim)), consts)
         slots = init
         if self.implicit_grad:
             with torch.no_grad():
                 for _ in range(self.iters - 1):
-                    slots, pose = self._round(slots, pose, k, v, grid, consts)
+                    slots, pose = self._round(slots, pose, terms, grid, consts)
             slots, pose = straight_through(slots, init), pose.detach()
-            slots, pose = self._round(slots, pose, k, v, grid, consts)
+            slots, pose = self._round(slots, pose, terms, grid, consts)
         else:
             for _ in range(self.iters):
-                slots, pose = self._round(slots, pose, k, v, grid, consts)
-        attn = self._attend(slots, k, self._frame_terms(grid, pose, consts), consts)
+                slots, pose = self._round(slots, pose, terms, grid, consts)
+        # The pose round reads the keys only.
+        keys = _TokenTerms(*(t[:, :, :1] for t in terms))
+        hidden, inv = self._hidden(keys, self._frame_terms(grid, pose, consts), consts)
+        attn = self._attention(slots, hidden[..., 0, :], inv[..., 0])
         pose = pose_from_attention(attn, grid, pose, self.mode, min_scale=self.min_scale)
         return SlotAttentionOutput(slots, attn, pose)
 

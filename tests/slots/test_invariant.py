@@ -216,10 +216,15 @@ def test_factored_key_value_mlp_equals_the_literal_one(mode, dtype, tol):
     literal = module._reference_mlp(x, relative_grid(grid, pose, mode, module.scales_factor))
     consts = module._mlp_constants()
     frame = module._frame_terms(grid, pose, consts)
-    hidden, inv = module._hidden(module._token_terms(x, consts), frame, consts)
+    # Two token sets at once (as keys and values are): x and 2 x.
+    hidden, inv = module._hidden(
+        module._token_terms(torch.stack([x, 2 * x], 2), consts), frame, consts
+    )
     lin2 = module.grid_mlp[3]
     factored = (hidden * inv[..., None]) @ lin2.weight.T + lin2.bias
-    torch.testing.assert_close(factored, literal, atol=10 * tol, rtol=10 * tol)
+    torch.testing.assert_close(factored[..., 0, :], literal, atol=10 * tol, rtol=10 * tol)
+    literal2 = module._reference_mlp(2 * x, relative_grid(grid, pose, mode, module.scales_factor))
+    torch.testing.assert_close(factored[..., 1, :], literal2, atol=10 * tol, rtol=10 * tol)
 
 
 @pytest.mark.parametrize("mode", MODES)
