@@ -147,7 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--subset", choices=("mammals", "nouns"), default="mammals")
     p.add_argument("--dim", type=int, default=5)
     p.add_argument("--epochs", type=int, default=200)
-    p.add_argument("--lr", type=float, default=1.0)
+    p.add_argument(
+        "--lr", type=float, default=None, help="learning rate (default: 1.0 mammals, 2.5 nouns)"
+    )
     p.add_argument("--negatives", type=int, default=50)
     p.add_argument("--batch-size", type=int, default=10)
     p.add_argument("--burn-in", type=int, default=20)
@@ -159,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         subset=args.subset,
         dim=args.dim,
         epochs=args.epochs,
-        lr=args.lr,
+        lr=args.lr if args.lr is not None else (2.5 if args.subset == "nouns" else 1.0),
         negatives=args.negatives,
         batch_size=args.batch_size,
         burn_in=args.burn_in,

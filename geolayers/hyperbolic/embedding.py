@@ -4,8 +4,10 @@ The method of `"Poincare Embeddings for Learning Hierarchical Representations"
 <https://arxiv.org/abs/1705.08039>`_ (Nickel and Kiela, NeurIPS 2017) [1]: every node of a
 hierarchy gets a point of the Poincare ball, trained so that related nodes (pairs of the
 transitive closure) are closer than unrelated ones. Loss ([1], eq. 6): the softmax
-cross-entropy of negative distances over the positive and ``K`` negatives, nodes not related
-to the anchor; optimiser ([1], sec. 3): Riemannian SGD, :math:`x \leftarrow \mathrm{proj}(x -
+cross-entropy of negative distances over the positive and ``K`` negatives, nodes that are
+not partners of the anchor (in a closure of ``(child, ancestor)`` pairs: not its ancestors;
+its descendants can be negatives, as in the reference code, since the evaluation ranks a
+node's ancestors before its descendants); optimiser ([1], sec. 3): Riemannian SGD, :math:`x \leftarrow \mathrm{proj}(x -
 \eta\,\tfrac{(1 - \lVert x\rVert^2)^2}{4}\nabla_x)`, after a burn-in of a few epochs at a
 reduced learning rate with negatives drawn by frequency to the power 0.75; initial points
 uniform in :math:`(-10^{-3}, 10^{-3})^D`.
@@ -121,17 +123,21 @@ class PoincareEmbedding(nn.Module):
         return f"{self.num_nodes}, {self.dim}, manifold={self.manifold_name!r}, c={self.c:g}"
 
 
-def relation_csr(edges: Tensor, num_nodes: int) -> tuple[Tensor, Tensor]:
-    """The relation of ``edges`` in both directions as sorted CSR rows: ``(ptr, idx)``.
+def relation_csr(
+    edges: Tensor, num_nodes: int, *, both_directions: bool = True
+) -> tuple[Tensor, Tensor]:
+    """A relation as sorted CSR rows: ``(ptr, idx)``.
 
-    ``idx[ptr[u]:ptr[u + 1]]`` lists, sorted and once each, the nodes ``v`` with ``(u, v)`` or
-    ``(v, u)`` in ``edges``: the nodes that are not negatives of ``u``.
+    ``idx[ptr[u]:ptr[u + 1]]`` lists, sorted and once each, the nodes ``v`` with ``(u, v)`` in
+    ``edges``, and with ``both_directions`` also those with ``(v, u)``.
 
     Example:
         >>> relation_csr(torch.tensor([[1, 0], [2, 0]]), 3)
         (tensor([0, 2, 3, 4]), tensor([1, 2, 0, 0]))
+        >>> relation_csr(torch.tensor([[1, 0], [2, 0]]), 3, both_directions=False)
+        (tensor([0, 0, 1, 2]), tensor([0, 0]))
     """
-    both = torch.cat([edges, edges.flip(1)], 0)
+    both = torch.cat([edges, edges.flip(1)], 0) if both_directions else edges
     key = torch.unique(both[:, 0] * num_nodes + both[:, 1])  # sorted by (row, col)
     rows, cols = key // num_nodes, key % num_nodes
     ptr = torch.zeros(num_nodes + 1, dtype=torch.long)
@@ -145,8 +151,10 @@ class HierarchyPairs(NamedTuple):
     Attributes:
         num_nodes: ``N``.
         pairs: ``(P, 2)`` int64 training pairs (``edges``, plus their reverses when symmetric).
-        adj_ptr, adj_idx: :func:`relation_csr` of ``edges``, the relations negatives avoid.
-        burn_cdf: ``(N,)`` float64 cumulative node degrees ** ``dampening`` (burn-in negatives).
+        adj_ptr, adj_idx: :func:`relation_csr` of ``pairs`` (one direction): the partners of
+            each anchor, which its negatives avoid.
+        burn_cdf: ``(N,)`` float64 cumulative ``(1 + count) ** dampening``, ``count`` the
+            times a node is the second element of a pair (burn-in negatives).
     """
 
     num_nodes: int
@@ -178,8 +186,12 @@ def hierarchy_pairs(
     if int(edges.max()) >= n:
         raise ValueError(f"edges index node {int(edges.max())}, but num_nodes is {n}")
     pairs = torch.cat([edges, edges.flip(1)], 0) if symmetric else edges.clone()
-    adj_ptr, adj_idx = relation_csr(edges, n)
-    counts = torch.bincount(edges.flatten(), minlength=n).double()
+    # As the reference code: the negatives of an anchor u avoid only its own partners (its
+    # ancestors in a closure), so its descendants are negatives too, which the evaluation's
+    # direction asks for (a query ranks its ancestors before its descendants); the burn-in
+    # draws by how often a node is a partner, plus one, to the power dampening.
+    adj_ptr, adj_idx = relation_csr(pairs, n, both_directions=False)
+    counts = 1 + torch.bincount(pairs[:, 1], minlength=n).double()
     return HierarchyPairs(n, pairs.contiguous(), adj_ptr, adj_idx, counts.pow(dampening).cumsum(0))
 
 
@@ -237,9 +249,11 @@ def fit_hierarchy(
 
     Every epoch visits the positive pairs ``edges`` (the transitive closure, ``(child,
     ancestor)``) in a fresh random order, in batches of ``batch_size``, each item with
-    ``negatives`` nodes unrelated to its anchor. The first ``burn_in`` epochs use ``lr *
-    burn_in_lr_factor`` and draw negatives with probability proportional to their frequency
-    in ``edges`` to the power ``dampening``; later epochs draw them uniformly. Randomness is
+    ``negatives`` nodes that are not the anchor or one of its partners (its ancestors; with
+    ``symmetric``, its descendants too). The first ``burn_in`` epochs use ``lr *
+    burn_in_lr_factor`` and draw negatives with probability proportional to ``1 +`` the times
+    a node is a partner (the second element of a pair), to the power ``dampening``; later
+    epochs draw them uniformly. Randomness is
     keyed by ``(seed, epoch)``, so a run resumed from a checkpoint equals an uninterrupted one
     (with one thread; more threads update rows concurrently, Hogwild).
 

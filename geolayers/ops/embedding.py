@@ -215,13 +215,14 @@ def poincare_embedding_negatives(
 
     For the item at position ``i`` of ``pairs`` (anchor ``u = pairs[i, 0]``), ``K`` draws,
     uniform over the ``num_nodes`` nodes or from the cumulative weights ``neg_cdf``, each
-    redrawn (up to 64 times, then ``-1``) while it is ``u`` or a node related to ``u``: listed
+    redrawn (up to 64 times, then ``-1``) while it is ``u`` or a node ``u`` must avoid: listed
     in ``adj_idx[adj_ptr[u]:adj_ptr[u + 1]]``, sorted. Needs the compiled extension.
 
     Args:
         pairs: ``(P, 2)`` int64 positive pairs.
-        adj_ptr: ``(N + 1,)`` int64 CSR offsets of the relation, both directions.
-        adj_idx: ``(E,)`` int64 related nodes, sorted within each row.
+        adj_ptr: ``(N + 1,)`` int64 CSR offsets of the nodes each anchor avoids.
+        adj_idx: ``(E,)`` int64 avoided nodes, sorted within each row (in
+            :func:`geolayers.hyperbolic.fit_hierarchy`: the anchor's ancestors).
         num_nodes: ``N``.
         negatives: ``K``.
         seed: the sampling key.
@@ -269,8 +270,8 @@ def poincare_embedding_epoch(
     Args:
         weight: ``(N, D)`` points of the ball, contiguous; updated in place.
         pairs: ``(P, 2)`` int64 positive pairs ``(u, v)``, in the order to train them.
-        adj_ptr: ``(N + 1,)`` int64 CSR offsets of the relation (both directions).
-        adj_idx: ``(E,)`` int64 related nodes, sorted within each row.
+        adj_ptr: ``(N + 1,)`` int64 CSR offsets of the nodes each anchor avoids.
+        adj_idx: ``(E,)`` int64 avoided nodes, sorted within each row.
         negatives: ``K``.
         batch_size: pairs per step.
         lr: learning rate.

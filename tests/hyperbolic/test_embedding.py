@@ -43,6 +43,22 @@ def test_fit_learns_the_tree_and_resume_equals_an_uninterrupted_run(tmp_path):
     assert torch.equal(resumed.model.weight.detach(), full.model.weight.detach())
 
 
+def test_negatives_avoid_the_anchors_partners_only_as_the_reference_code():
+    from geolayers.hyperbolic.embedding import hierarchy_pairs
+
+    # Closure of 0 <- 1 <- 2 (pairs are (descendant, ancestor)) plus a leaf 3 under 0.
+    edges = torch.tensor([[1, 0], [2, 1], [2, 0], [3, 0]])
+    data = hierarchy_pairs(edges, None, symmetric=False, dampening=1.0)
+    avoid = {u: data.adj_idx[data.adj_ptr[u] : data.adj_ptr[u + 1]].tolist() for u in range(4)}
+    # Node 1 avoids its ancestor 0 only: its descendant 2 may be its negative.
+    assert avoid == {0: [], 1: [0], 2: [0, 1], 3: [0]}
+    both = hierarchy_pairs(edges, None, symmetric=True, dampening=1.0)
+    assert both.adj_idx[both.adj_ptr[1] : both.adj_ptr[2]].tolist() == [0, 2]
+    # Burn-in weights: 1 + times a node is the partner (ancestor) of a pair.
+    weights = torch.diff(data.burn_cdf, prepend=torch.zeros(1))
+    assert weights.tolist() == [4.0, 2.0, 1.0, 1.0]
+
+
 @requires_kernel
 def test_fused_and_reference_backends_train_alike():
     edges = small_tree()
