@@ -12,8 +12,10 @@ Throughput (one run, the same closure, dimension 10, 50 negatives, batches of 10
 * ``gensim``: ``gensim.models.poincare.PoincareModel`` (one worker, its only mode), trained for
   one epoch on a random subset of the relations after it was built on all of them (its negatives
   still come from the whole closure). gensim draws its negatives by frequency and redraws the
-  whole set until all are distinct and unrelated; on skewed closures such as WordNet's this is
-  most of its time, which is part of what is measured.
+  whole set until all are distinct and none is an ancestor of the anchor; on skewed closures
+  such as WordNet's this is most of its time, which is part of what is measured;
+* ``gensim, our negatives``: the same model with its sampler replaced by the fused kernel's, so
+  that its gradient and update code is timed on the negatives ours trains on.
 
 Quality, :func:`geolayers.hyperbolic.fit_hierarchy` on the fused kernel, evaluated with
 :func:`geolayers.metrics.reconstruction` (every node, every relation: the paper's protocol):
