@@ -46,15 +46,13 @@ class _TokenTerms(NamedTuple):
 class _MlpConstants(NamedTuple):
     """Parameter products of the factored key/value MLP: centred position weight ``proj: (D,
     2)``, ``a = W_1 diag(gamma): (H, D)``, ``code = a @ proj: (H, 2)``, ``gram = proj^T proj``
-    and ``shift = W_1 beta + b_1: (H,)``; ``per_slot``: the ``(2 + T, T H)`` matrices of
-    ``_per_slot_matrix`` for ``T = 1`` (keys) and ``T = 2`` (keys and values)."""
+    and ``shift = W_1 beta + b_1: (H,)``."""
 
     proj: Tensor
     a: Tensor
     code: Tensor
     gram: Tensor
     shift: Tensor
-    per_slot: tuple[Tensor, Tensor]
 
 
 def _per_slot_matrix(code: Tensor, shift: Tensor, count: int) -> Tensor:
@@ -229,14 +227,12 @@ class InvariantSlotAttention(nn.Module):
         # Centred over features: LayerNorm subtracts the mean of z = tokens + W_p r + b_p.
         proj = self.grid_proj.weight - self.grid_proj.weight.mean(dim=0, keepdim=True)
         a = lin1.weight * norm.weight  # W_1 diag(gamma): (H, D)
-        code, shift = a @ proj, lin1.weight @ norm.bias + lin1.bias
         return _MlpConstants(
             proj=proj,
             a=a,
-            code=code,
+            code=a @ proj,
             gram=proj.T @ proj,
-            shift=shift,
-            per_slot=(_per_slot_matrix(code, shift, 1), _per_slot_matrix(code, shift, 2)),
+            shift=lin1.weight @ norm.bias + lin1.bias,
         )
 
     def _token_terms(self, tokens: Tensor, consts: _MlpConstants) -> _TokenTerms:
@@ -283,10 +279,7 @@ class InvariantSlotAttention(nn.Module):
         cross = (terms.cross[:, None] * rel[..., None, :]).sum(dim=-1)
         var = (2 * cross + terms.square[:, None] + frame.quad[..., None]) / self.dim
         sigma = (var.clamp_min(0) + self.grid_mlp[0].eps).sqrt()
-        if count <= len(consts.per_slot):
-            rhs = consts.per_slot[count - 1]
-        else:
-            rhs = _per_slot_matrix(consts.code, consts.shift, count)
+        rhs = _per_slot_matrix(consts.code, consts.shift, count)
         lhs = torch.cat([rel, sigma], dim=-1)  # (B, K, N, 2 + T)
         pre = (lhs @ rhs).unflatten(-1, (count, -1)) + terms.first[:, None]
         return torch.relu_(pre), sigma.reciprocal()
