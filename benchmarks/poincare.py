@@ -42,7 +42,7 @@ import torch
 
 from benchmarks._harness import machine_line, markdown_table
 from geolayers.hyperbolic import fit_hierarchy
-from geolayers.hyperbolic.embedding import relation_csr
+from geolayers.hyperbolic.embedding import hierarchy_pairs
 from geolayers.metrics.reconstruction import reconstruction
 from geolayers.ops import poincare_embedding_epoch
 from geolayers.ops.embedding import poincare_embedding_loss
@@ -66,7 +66,8 @@ def tree_closure(num_nodes: int, arity: int = 4) -> torch.Tensor:
 
 
 def throughput(edges: torch.Tensor, n: int, args) -> list[list[object]]:
-    ptr, idx = relation_csr(edges, n, both_directions=False)
+    # The nodes each anchor's negatives avoid, exactly as fit_hierarchy derives them.
+    _, _, ptr, idx, _ = hierarchy_pairs(edges, n, symmetric=False, dampening=0.75)
     gen = torch.Generator().manual_seed(0)
     rows = []
     results: dict[str, float] = {}
@@ -104,7 +105,7 @@ def throughput(edges: torch.Tensor, n: int, args) -> list[list[object]]:
         opt.step()
     results["autograd + geoopt|1"] = count / (time.perf_counter() - start)
 
-    gensim_rates = gensim_throughput(edges, n, args.gensim_seconds)
+    gensim_rates = gensim_throughput(edges, n, ptr, idx, args.gensim_seconds)
     for name, rate in gensim_rates.items():
         if isinstance(rate, float):
             results[f"{name}|1"] = rate
@@ -127,7 +128,9 @@ def throughput(edges: torch.Tensor, n: int, args) -> list[list[object]]:
     return rows
 
 
-def gensim_throughput(edges: torch.Tensor, n: int, budget: float) -> dict[str, float | str]:
+def gensim_throughput(
+    edges: torch.Tensor, n: int, adj_ptr: torch.Tensor, adj_idx: torch.Tensor, budget: float
+) -> dict[str, float | str]:
     """gensim's relations per second, with its own negative sampler and with ours, or why
     there is none.
 
@@ -137,9 +140,10 @@ def gensim_throughput(edges: torch.Tensor, n: int, budget: float) -> dict[str, f
     minutes on one item) ends the measurement: the rate of the last finished subset is kept.
 
     ``"gensim PoincareModel"`` is the model as shipped; ``", our negatives"`` replaces its
-    sampler by the fused kernel's (uniform over the nodes other than the anchor and its
-    ancestors, as after our burn-in; gensim's sampler avoids the same nodes, drawing by
-    frequency), so that gensim's gradient and update code is timed on the same negatives.
+    sampler by the fused kernel's: uniform over the nodes other than the anchor and those
+    ``adj_ptr, adj_idx`` list for it (its ancestors), as after our burn-in. gensim's sampler
+    avoids the same nodes, drawing by frequency; so gensim's gradient and update code is
+    timed on the negatives ours trains on.
     """
     try:
         from gensim.models.poincare import PoincareModel
@@ -159,13 +163,12 @@ def gensim_throughput(edges: torch.Tensor, n: int, budget: float) -> dict[str, f
     ours_of = torch.tensor([int(key) for key in model.kv.index_to_key])
     theirs_of = torch.empty(n, dtype=torch.long)
     theirs_of[ours_of] = torch.arange(len(ours_of))
-    ptr, idx = relation_csr(edges, n, both_directions=False)
     calls = [0]
 
     def our_sampler(nodes) -> list[list[int]]:
         anchors = ours_of[torch.tensor(list(nodes))]
         neg = poincare_embedding_negatives(
-            torch.stack([anchors, anchors], 1), ptr, idx, n, NEGATIVES, 0, calls[0]
+            torch.stack([anchors, anchors], 1), adj_ptr, adj_idx, n, NEGATIVES, 0, calls[0]
         )
         calls[0] += 1
         neg = torch.where(neg < 0, neg.max(1, keepdim=True).values, neg)  # rare failed draws
