@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NODE2VEC_DATA = os.path.join(ROOT, "..", "shared", "data", "node2vec")
@@ -91,3 +92,38 @@ def test_node2vec_smoke(tmp_path):
         assert 0.0 <= row["extra"]["quality"][pipeline]["macro_f1_cv"] <= 1.0
         assert set(row["extra"]["quality"][pipeline]["chosen_c"]) <= {0.1, 1.0, 10.0, 100.0}
         assert row["seconds"][pipeline] > 0
+
+
+def test_poincare_ranks_smoke(tmp_path):
+    stdout, results = run_benchmark("poincare_ranks", tmp_path)
+    assert "| query nodes | nodes | relations | mean rank |" in stdout
+    rows = {row[0]: row for row in results["rows"]}
+    # The smoke hierarchy gives 25 nodes a second parent; the parts partition the relations.
+    assert rows["several parents"][1] == "25"
+    count = {name: int(row[2].replace(",", "")) for name, row in rows.items()}
+    assert count["all nodes"] == count["one chain of ancestors"] + count["several parents"]
+    assert sum(int(row[5]) for name, row in rows.items() if name != "all nodes") in (99, 100, 101)
+
+
+def test_single_chain_nodes_matches_the_definition():
+    from benchmarks.poincare import tree_closure
+    from benchmarks.poincare_ranks import single_chain_nodes
+
+    n = 40
+    edges = torch.cat([tree_closure(n), torch.tensor([[25, 2], [30, 3], [20, 1], [7, 0]])])
+    ancestors = [set() for _ in range(n)]
+    for u, a in edges.tolist():
+        ancestors[u].add(a)
+    chain = []
+    for u in range(n):
+        # Totally ordered: of any two ancestors, one is an ancestor of the other.
+        chain.append(
+            all(
+                a in ancestors[b] or b in ancestors[a]
+                for a in ancestors[u]
+                for b in ancestors[u]
+                if a != b
+            )
+        )
+    assert single_chain_nodes(edges, n).tolist() == chain
+    assert not all(chain)
