@@ -63,3 +63,14 @@ def test_bad_arguments_exit_with_message(load_example, capsys):
     with pytest.raises(SystemExit):
         example.parse_args(["--model", "isa-x"])
     assert "--model" in capsys.readouterr().err
+
+
+def test_slot_init_flag_reaches_the_model(load_example):
+    example = load_example("object_discovery")
+    learned = example.build_model(example.config_from_args(example.parse_args(["--model", "sa"])))
+    sampled = example.build_model(
+        example.config_from_args(example.parse_args(["--model", "sa", "--slot-init", "sampled"]))
+    )
+    # Learned initial features: one row per slot; sampled: a Gaussian shared by the slots.
+    assert learned.slot_attention.slot_init.mu.shape[-2] == 4
+    assert sampled.slot_attention.slot_init.mu.shape[-2] == 1
