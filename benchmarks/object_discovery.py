@@ -6,11 +6,11 @@ Every model is trained by ``examples/object_discovery.py`` (imported from there,
 cannot drift apart) with the same configuration: 512 training scenes of three tetrominoes
 (35 x 35, object centres in the left half, scales 0.30-0.38), 4 slots of size 64 with learned
 initial features, 3 rounds of attention, the same encoder and decoder sizes, batch, steps,
-learning-rate schedule and seed. Quality: FG-ARI (adjusted Rand index of the decoder's mask segmentation over the
-ground-truth foreground pixels, :func:`geolayers.metrics.fg_ari`, mean over test scenes) on
-held-out scenes from the training distribution and on three out-of-distribution splits
-(:data:`geolayers.datasets.multi_object.POSE_SPLITS`): objects in the right half, objects
-1.1-1.6x larger, and both.
+learning-rate schedule and seed. Quality: FG-ARI (adjusted Rand index of the decoder's mask
+segmentation over the ground-truth foreground pixels, :func:`geolayers.metrics.fg_ari`, mean
+over test scenes) on held-out scenes from the training distribution and on three
+out-of-distribution splits (:data:`geolayers.datasets.multi_object.POSE_SPLITS`): objects in
+the right half, objects 1.1-1.6x larger, and both.
 
 Speed: time of one training step (forward, backward, Adam) on the same batch, median of
 repeats taken round-robin over the models after training, so that load from other processes
