@@ -31,6 +31,7 @@ import torch
 from benchmarks._harness import machine_line, markdown_table
 from benchmarks.poincare import tree_closure
 from geolayers.hyperbolic import fit_hierarchy
+from geolayers.hyperbolic.embedding import relation_csr
 from geolayers.metrics import ranking_scores
 from geolayers.ops import poincare_pairwise_dist
 
@@ -40,14 +41,15 @@ def single_chain_nodes(edges: torch.Tensor, num_nodes: int) -> torch.Tensor:
     form one chain. They do exactly when their own ancestor counts are 0, 1, ..., k - 1: each
     ancestor's ancestors are ancestors of the node with fewer ancestors, so the one with j of
     them has all those below it."""
-    edges = torch.unique(edges[edges[:, 0] != edges[:, 1]], dim=0)
-    count = torch.bincount(edges[:, 0], minlength=num_nodes)
-    depth = count[edges[:, 1]]  # ancestor count of each relation's ancestor
-    order = torch.argsort(edges[:, 0] * num_nodes + depth)
-    child, depth = edges[order, 0], depth[order]
-    start = torch.zeros(num_nodes + 1, dtype=torch.long)
-    start[1:] = count.cumsum(0)
-    position = torch.arange(child.numel()) - start[child]  # rank of the relation within its node
+    ptr, ancestors = relation_csr(
+        edges[edges[:, 0] != edges[:, 1]], num_nodes, both_directions=False
+    )
+    count = ptr.diff()
+    child = torch.repeat_interleave(torch.arange(num_nodes), count)
+    depth = count[ancestors]  # ancestor count of each ancestor
+    # Sorted within each node's row (the rows stay grouped by node).
+    depth = depth[torch.argsort(child * num_nodes + depth)]
+    position = torch.arange(child.numel()) - ptr[child]  # 0, 1, ... within each row
     broken = torch.zeros(num_nodes, dtype=torch.bool)
     broken[child[depth != position]] = True
     return ~broken

@@ -7,10 +7,10 @@ transitive closure) are closer than unrelated ones. Loss ([1], eq. 6): the softm
 cross-entropy of negative distances over the positive and ``K`` negatives, nodes that are
 not partners of the anchor (in a closure of ``(child, ancestor)`` pairs: not its ancestors;
 its descendants can be negatives, as in the reference code, since the evaluation ranks a
-node's ancestors before its descendants); optimiser ([1], sec. 3): Riemannian SGD, :math:`x \leftarrow \mathrm{proj}(x -
-\eta\,\tfrac{(1 - \lVert x\rVert^2)^2}{4}\nabla_x)`, after a burn-in of a few epochs at a
-reduced learning rate with negatives drawn by frequency to the power 0.75; initial points
-uniform in :math:`(-10^{-3}, 10^{-3})^D`.
+node's ancestors before its descendants); optimiser ([1], sec. 3): Riemannian SGD,
+:math:`x \leftarrow \mathrm{proj}(x - \eta\,\tfrac{(1 - \lVert x\rVert^2)^2}{4}\nabla_x)`,
+after a burn-in of a few epochs at a reduced learning rate with negatives drawn by frequency
+to the power 0.75; initial points uniform in :math:`(-10^{-3}, 10^{-3})^D`.
 
 :func:`fit_hierarchy` runs it on the fused kernel :func:`geolayers.ops.poincare_embedding_epoch`
 (no Python work per item, Hogwild over threads) or, with ``backend="reference"``, on autograd
@@ -253,9 +253,9 @@ def fit_hierarchy(
     ``symmetric``, its descendants too). The first ``burn_in`` epochs use ``lr *
     burn_in_lr_factor`` and draw negatives with probability proportional to ``1 +`` the times
     a node is a partner (the second element of a pair), to the power ``dampening``; later
-    epochs draw them uniformly. Randomness is
-    keyed by ``(seed, epoch)``, so a run resumed from a checkpoint equals an uninterrupted one
-    (with one thread; more threads update rows concurrently, Hogwild).
+    epochs draw them uniformly. Randomness is keyed by ``(seed, epoch)``, so a run resumed
+    from a checkpoint equals an uninterrupted one (with one thread; more threads update rows
+    concurrently, Hogwild).
 
     Args:
         edges: ``(E, 2)`` int64 relations ``(u, v)``.
