@@ -36,6 +36,7 @@ from geolayers._checks import check_positive_int, describe
 from geolayers.hyperbolic import lorentz as L
 from geolayers.hyperbolic import poincare as P
 from geolayers.ops import embedding as E
+from geolayers.ops.embedding import relation_csr
 
 __all__ = ["PoincareEmbedding", "FitResult", "fit_hierarchy", "relation_csr"]
 
@@ -121,28 +122,6 @@ class PoincareEmbedding(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.num_nodes}, {self.dim}, manifold={self.manifold_name!r}, c={self.c:g}"
-
-
-def relation_csr(
-    edges: Tensor, num_nodes: int, *, both_directions: bool = True
-) -> tuple[Tensor, Tensor]:
-    """A relation as sorted CSR rows: ``(ptr, idx)``.
-
-    ``idx[ptr[u]:ptr[u + 1]]`` lists, sorted and once each, the nodes ``v`` with ``(u, v)`` in
-    ``edges``, and with ``both_directions`` also those with ``(v, u)``.
-
-    Example:
-        >>> relation_csr(torch.tensor([[1, 0], [2, 0]]), 3)
-        (tensor([0, 2, 3, 4]), tensor([1, 2, 0, 0]))
-        >>> relation_csr(torch.tensor([[1, 0], [2, 0]]), 3, both_directions=False)
-        (tensor([0, 0, 1, 2]), tensor([0, 0]))
-    """
-    both = torch.cat([edges, edges.flip(1)], 0) if both_directions else edges
-    key = torch.unique(both[:, 0] * num_nodes + both[:, 1])  # sorted by (row, col)
-    rows, cols = key // num_nodes, key % num_nodes
-    ptr = torch.zeros(num_nodes + 1, dtype=torch.long)
-    ptr[1:] = torch.bincount(rows, minlength=num_nodes).cumsum(0)
-    return ptr, cols
 
 
 class HierarchyPairs(NamedTuple):

@@ -65,6 +65,7 @@ from tqdm.auto import tqdm
 
 from geolayers._checks import check_positive_int, describe
 from geolayers.ops import poincare_pairwise_dist
+from geolayers.ops.embedding import relation_csr
 
 # Elements of one (rows, N) block of distances: 4 Mi, 32 MB in float64.
 _BLOCK_ELEMENTS = 1 << 22
@@ -111,12 +112,7 @@ def _check_edges(name: str, edges: object, num_nodes: int) -> Tensor:
 
 def _csr(edges: Tensor, num_nodes: int) -> tuple[Tensor, Tensor]:
     """``(ptr (N+1,), col (E,))`` of unique pairs without self loops, sorted by (row, col)."""
-    edges = edges[edges[:, 0] != edges[:, 1]]
-    key = torch.unique(edges[:, 0] * num_nodes + edges[:, 1])
-    rows, cols = key // num_nodes, key % num_nodes
-    ptr = torch.zeros(num_nodes + 1, dtype=torch.long)
-    ptr[1:] = torch.bincount(rows, minlength=num_nodes).cumsum(0)
-    return ptr, cols
+    return relation_csr(edges[edges[:, 0] != edges[:, 1]], num_nodes, both_directions=False)
 
 
 def _padded(ptr: Tensor, col: Tensor, rows: Tensor) -> tuple[Tensor, Tensor]:
