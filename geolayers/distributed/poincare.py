@@ -239,7 +239,7 @@ def fit_hierarchy_distributed(
     """
     # Imported here: geolayers.hyperbolic loads geoopt, which spawned workers that only
     # train node2vec need not pay for.
-    from geolayers.hyperbolic.embedding import epoch_order, hierarchy_pairs
+    from geolayers.hyperbolic.embedding import epoch_callback, epoch_order, hierarchy_pairs
 
     # fit_hierarchy's pairs, relations and burn-in distribution, so both train on the same items.
     n, pairs, adj_ptr, adj_idx, burn_cdf = hierarchy_pairs(
@@ -293,10 +293,7 @@ def fit_hierarchy_distributed(
             "steps": steps_per_epoch,
             "seconds": time.perf_counter() - start,
         }
-        last = epoch == epochs - 1
-        if callback is not None and (last or (eval_every and (epoch + 1) % eval_every == 0)):
-            record.update(callback(table, epoch))
-            record["seconds_with_eval"] = time.perf_counter() - start
+        epoch_callback(record, callback, table, epoch, epochs, eval_every, start)
         history.append(record)
         bar.set_postfix(loss=f"{record['loss']:.4f}")
     bar.close()

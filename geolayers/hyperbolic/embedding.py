@@ -198,6 +198,25 @@ def epoch_order(num_pairs: int, seed: int, epoch: int) -> Tensor:
     return torch.randperm(num_pairs, generator=gen)
 
 
+def epoch_callback(
+    record: dict[str, Any],
+    callback: Callable[[Any, int], dict[str, Any]] | None,
+    model: Any,
+    epoch: int,
+    epochs: int,
+    eval_every: int,
+    start: float,
+) -> bool:
+    """Run ``callback(model, epoch)`` into the epoch's ``record`` when it is due (every
+    ``eval_every`` epochs and after the last), with the time including it; returns whether
+    ``epoch`` is the last. Shared by the single-process and the distributed trainers."""
+    last = epoch == epochs - 1
+    if callback is not None and (last or (eval_every and (epoch + 1) % eval_every == 0)):
+        record.update(callback(model, epoch))
+        record["seconds_with_eval"] = time.perf_counter() - start
+    return last
+
+
 def fit_hierarchy(
     edges: Tensor,
     num_nodes: int | None = None,
@@ -357,10 +376,7 @@ def fit_hierarchy(
                 "lr": epoch_lr,
                 "seconds": time.perf_counter() - start,
             }
-            last = epoch == epochs - 1
-            if callback is not None and (last or (eval_every and (epoch + 1) % eval_every == 0)):
-                record.update(callback(model, epoch))
-                record["seconds_with_eval"] = time.perf_counter() - start
+            last = epoch_callback(record, callback, model, epoch, epochs, eval_every, start)
             history.append(record)
             bar.set_postfix(loss=f"{record['loss']:.4f}")
             if last or (epoch + 1) % checkpoint_every == 0:
