@@ -14,7 +14,7 @@ near the boundary in one branch; its ancestors in the other branch then rank beh
 of nodes. The table shows how much of the gap to the paper's mean rank (4.02 at d = 10) that
 accounts for.
 
-Run: ``python -m benchmarks.poincare_ranks [--smoke] [--epochs 200] [--lr 2.5]
+Run: ``python -m benchmarks.poincare_ranks [--smoke] [--epochs 200] [--lr 1]
 [--burn-in-lr-factor 0.1] [--threads 2] [--checkpoint PATH] [--json PATH]``. Needs WordNet
 (``apt-get install wordnet-base``); ``--smoke`` uses a generated hierarchy.
 """
@@ -78,7 +78,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--smoke", action="store_true", help="generated hierarchy, seconds")
     p.add_argument("--wordnet", metavar="DIR", default=None, help="WordNet dict directory")
     p.add_argument("--epochs", type=int, default=200)
-    p.add_argument("--lr", type=float, default=2.5)
+    p.add_argument("--lr", type=float, default=1.0)
     p.add_argument("--batch", type=int, default=10)
     p.add_argument("--burn-in", type=int, default=20)
     p.add_argument("--burn-in-lr-factor", type=float, default=0.1)
