@@ -26,8 +26,8 @@ Hogwild threads) against Table 1 (MAP 0.851, mean rank 4.02), with the curve of 
 time and the time of each full evaluation. The learning rate trades speed for the final
 figures: lr 2.5 passes the paper's MAP sooner but its mean rank stays at 5.4, lr 1 keeps
 improving both for longer (the authors' scripts likewise use a smaller rate for the mean rank
-than for the MAP). Then Sala et al.'s combinatorial construction of
-the mammal tree in 2-D, scored on the closure.
+than for the MAP). Then Sala et al.'s combinatorial construction of the mammal tree in 2-D,
+scored on the closure.
 
 Run: ``python -m benchmarks.poincare [--smoke] [--json PATH] [--nouns-minutes M]``. Needs
 WordNet (``apt-get install wordnet-base``) for the real data; ``--smoke`` uses a generated tree.
