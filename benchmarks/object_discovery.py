@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import functools
 import importlib.util
 import multiprocessing
 import os
@@ -46,8 +47,10 @@ MODELS = ("sa", "isa-t", "isa-ts")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@functools.cache
 def load_example():
-    """``examples/object_discovery.py`` as a module (its folder on ``sys.path`` for _common)."""
+    """``examples/object_discovery.py`` as a module (its folder on ``sys.path`` for _common),
+    loaded once per process: :func:`train_one` asks for it per model."""
     folder = os.path.join(ROOT, "examples")
     if folder not in sys.path:
         sys.path.insert(0, folder)
@@ -161,7 +164,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--png", metavar="PATH", default=None, help="write the segmentation picture")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.workers < 1:
+        p.error("--workers must be >= 1")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -174,8 +180,6 @@ def main(argv: list[str] | None = None) -> int:
         cfg = replace(cfg, steps=args.steps, warmup_steps=min(cfg.warmup_steps, args.steps))
     repeats = args.repeats or (2 if args.smoke else 20)
     start = time.perf_counter()
-    if args.workers < 1:
-        raise SystemExit("--workers must be >= 1")
     workers = min(args.workers, len(MODELS))
     models, results = train_all(example, cfg, workers, args.progress)
     rows = [Row(config={"model": name}, extra=results[name]) for name in MODELS]
