@@ -119,7 +119,9 @@ def step_times(models: dict, images: torch.Tensor, repeats: int) -> dict[str, fl
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def save_comparison(path: str, example, models: dict, scenes, rows: int = 5) -> None:
+def save_comparison(
+    path: str, example, models: dict, scenes, rows: int = 5, iters: int | None = None
+) -> None:
     """Input and each model's segmentation of the first ``rows`` scenes."""
     import matplotlib
 
@@ -131,7 +133,9 @@ def save_comparison(path: str, example, models: dict, scenes, rows: int = 5) -> 
     for name, model in models.items():
         model.eval()
         with torch.no_grad():
-            out = model(scenes.images[:rows], generator=torch.Generator().manual_seed(0))
+            out = model(
+                scenes.images[:rows], generator=torch.Generator().manual_seed(0), iters=iters
+            )
         segs[name] = palette[out.masks.argmax(dim=1) % len(palette)]
     columns = ["input", "ground truth", *[n.upper() for n in models]]
     truth = torch.cat([torch.zeros(1, 3), palette])[scenes.masks[:rows] % (len(palette) + 1)]
@@ -162,6 +166,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=len(MODELS),
         help=f"models trained at once, one process each (default: {len(MODELS)})",
     )
+    p.add_argument(
+        "--augment",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="flip training batches top to bottom and permute their colour channels "
+        "(default: the example's Config)",
+    )
     p.add_argument("--png", metavar="PATH", default=None, help="write the segmentation picture")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
     args = p.parse_args(argv)
@@ -176,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     example = load_example()
     cfg = example.SMOKE if args.smoke else example.Config()
     cfg = replace(cfg, threads=args.threads)
+    if args.augment is not None:
+        cfg = replace(cfg, augment=args.augment)
     if args.steps is not None:
         cfg = replace(cfg, steps=args.steps, warmup_steps=min(cfg.warmup_steps, args.steps))
     repeats = args.repeats or (2 if args.smoke else 20)
@@ -218,8 +231,10 @@ def main(argv: list[str] | None = None) -> int:
         )
     print(
         f"object discovery, {cfg.steps} steps x batch {cfg.batch_size} on {cfg.train_images} "
-        f"training scenes (Tetrominoes-like, 35 x 35, 3 objects), {cfg.num_slots} slots x "
-        f"{cfg.slot_dim}, {cfg.iters} iterations; FG-ARI of the decoder masks on "
+        f"training scenes (Tetrominoes-like, 35 x 35, 3 objects"
+        f"{', batches flipped and colour-permuted at random' if cfg.augment else ''}), "
+        f"{cfg.num_slots} slots x "
+        f"{cfg.slot_dim}, {cfg.iters} iterations in training and {cfg.eval_iters} in testing; FG-ARI of the decoder masks on "
         f"{cfg.test_images} test scenes per split; step time: median of {repeats} round-robin "
         f"training steps of batch {cfg.batch_size}; {machine_line()}; models trained "
         f"{workers} at a time with {cfg.threads} thread(s) each, steps timed with "
@@ -245,9 +260,13 @@ def main(argv: list[str] | None = None) -> int:
     for text, ok in targets:
         print(f"- {text}: {'met' if ok else 'NOT met'}")
     if args.png:
-        save_comparison(args.png, example, models, tests["OOD position + scale"])
+        save_comparison(
+            args.png, example, models, tests["OOD position + scale"], iters=cfg.eval_iters
+        )
         stem, ext = os.path.splitext(args.png)
-        example.save_picture(f"{stem}_isa-ts_slots{ext or '.png'}", models["isa-ts"], tests)
+        example.save_picture(
+            f"{stem}_isa-ts_slots{ext or '.png'}", models["isa-ts"], tests, iters=cfg.eval_iters
+        )
         print(f"pictures written to {args.png} and {stem}_isa-ts_slots{ext or '.png'}")
     write_json(
         args.json,

@@ -18,7 +18,7 @@ the right half (unseen positions), larger objects (unseen scales), and both.
 encoder then embeds no absolute position and the decoder draws each slot in its own frame).
 
 Shrunk to run on one CPU thread (the paper trains with batch 64 for far longer, on
-accelerators): 14,000 steps of batch 16; a 3-layer CNN encoder with strides (1, 2, 2), so
+accelerators): 20,000 steps of batch 16; a 3-layer CNN encoder with strides (1, 2, 2), so
 the slots attend to 9 x 9 tokens; ISA's key/value MLP 32 units wide; a per-pixel MLP decoder
 with two hidden layers of 32 units (with one, the masks stayed ellipses that left the arms of
 the pieces to the background slot); Adam at 1e-3 (the paper: 4e-4 with batch 64 for 20,000
@@ -32,11 +32,23 @@ separate the objects within this budget (``benchmarks.object_discovery``: FG-ARI
 distribution with sampled initial slots, 56 with learned ones), which would have left nothing
 to compare.
 
+Two choices go beyond the paper's recipe, for all models alike. The 512 training scenes are
+flipped top to bottom and have their colour channels permuted at random in every batch
+(:func:`geolayers.slots.flip_rows_and_permute_channels`, ``--no-augment`` to train on them as
+they are): both maps keep a scene in the training distribution, with the same horizontal
+positions and scales, so the out-of-distribution poses stay unseen. Without them ISA-TS
+overfits: trained for 30,000 steps it reconstructed the training scenes far better than new
+ones (MSE 0.0053 against 0.0096) and its FG-ARI fell to 75.5, from 83.6 after 22,000 steps.
+And the slots are refined with 5 rounds of attention at test time (``--eval-iters``; training
+uses 3; Locatello et al. 2020 observe that slot attention gains from more rounds at test time
+than it was trained with): on validation scenes of another seed, the ISA-TS of this recipe
+scored FG-ARI 86.9 / 90.5 / 90.7 / 90.1 / 89.3 with 3 / 4 / 5 / 6 / 8 rounds.
+
 The script prints a Markdown table (FG-ARI per split, mBO, median time per training step; the
 JSON adds the reconstruction MSE) and, with ``--png``, writes a picture: for a few test scenes, the input, the
 reconstruction, the segmentation and every slot's masked image.
 
-Run (about 15 minutes on 1 CPU thread; ``--smoke`` takes seconds)::
+Run (about 20 minutes on 1 CPU thread; ``--smoke`` takes seconds)::
 
     python examples/object_discovery.py --model isa-ts --png slots.png
     python examples/object_discovery.py --model sa --smoke --no-progress
@@ -56,7 +68,13 @@ from torch import Tensor
 
 from geolayers.datasets.multi_object import POSE_SPLITS, MultiObjectScenes, make_multi_object_scenes
 from geolayers.metrics import fg_ari, mean_best_overlap
-from geolayers.slots import KINDS, SlotAutoencoder, predict, train_slot_autoencoder
+from geolayers.slots import (
+    KINDS,
+    SlotAutoencoder,
+    flip_rows_and_permute_channels,
+    predict,
+    train_slot_autoencoder,
+)
 
 from _common import example_parser, finish, timed_run
 
@@ -72,7 +90,7 @@ SPLITS = {
 @dataclass
 class Config:
     model: str = "isa-ts"
-    steps: int = 14000
+    steps: int = 20000
     batch_size: int = 16
     lr: float = 1e-3
     warmup_steps: int = 1000
@@ -82,6 +100,7 @@ class Config:
     num_slots: int = 4
     slot_dim: int = 64
     iters: int = 3
+    eval_iters: int = 5
     encoder_channels: tuple[int, ...] = (32, 32, 32)
     encoder_strides: tuple[int, ...] = (1, 2, 2)
     decoder_hidden_dim: int = 32
@@ -89,6 +108,7 @@ class Config:
     grid_hidden_dim: int = 32
     implicit_grad: bool = True
     slot_init: str = "learned"
+    augment: bool = True
     seed: int = 0
     threads: int = 1
 
@@ -139,10 +159,13 @@ def build_model(cfg: Config) -> SlotAutoencoder:
     )
 
 
-def evaluate(model: SlotAutoencoder, scenes: MultiObjectScenes, seed: int) -> dict[str, float]:
-    """FG-ARI, mBO and reconstruction MSE, averaged over the scenes."""
+def evaluate(
+    model: SlotAutoencoder, scenes: MultiObjectScenes, seed: int, iters: int | None = None
+) -> dict[str, float]:
+    """FG-ARI, mBO and reconstruction MSE, averaged over the scenes, with ``iters`` rounds of
+    attention (default: the model's own)."""
     gen = torch.Generator().manual_seed(seed)
-    masks, recon = predict(model, scenes.images, generator=gen)
+    masks, recon = predict(model, scenes.images, generator=gen, iters=iters)
     return {
         "fg_ari": fg_ari(masks, scenes.masks).nanmean().item(),
         "mbo": mean_best_overlap(masks, scenes.masks).nanmean().item(),
@@ -165,12 +188,16 @@ def train_and_evaluate(cfg: Config, progress: bool = True) -> tuple[SlotAutoenco
         lr=cfg.lr,
         warmup_steps=cfg.warmup_steps,
         clip_norm=cfg.clip_norm,
+        augment=flip_rows_and_permute_channels if cfg.augment else None,
         generator=torch.Generator().manual_seed(cfg.seed + 1),
         progress=progress,
         desc=f"train {cfg.model}",
     )
     train_s = time.perf_counter() - start
-    scores = {name: evaluate(model, scenes, cfg.seed + 2) for name, scenes in tests.items()}
+    scores = {
+        name: evaluate(model, scenes, cfg.seed + 2, cfg.eval_iters)
+        for name, scenes in tests.items()
+    }
     tail = log.losses[-100:]
     step_ms = sorted(log.step_seconds)[len(log.step_seconds) // 2] * 1e3
     return model, {
@@ -184,7 +211,11 @@ def train_and_evaluate(cfg: Config, progress: bool = True) -> tuple[SlotAutoenco
 
 
 def save_picture(
-    path: str, model: SlotAutoencoder, tests: dict[str, MultiObjectScenes], rows: int = 3
+    path: str,
+    model: SlotAutoencoder,
+    tests: dict[str, MultiObjectScenes],
+    rows: int = 3,
+    iters: int | None = None,
 ) -> None:
     """For ``rows`` in-distribution and ``rows`` out-of-distribution (position + scale) test
     scenes: input, reconstruction, segmentation (argmax of the masks) and every slot's masked
@@ -199,7 +230,7 @@ def save_picture(
     labels = ["in-dist."] * rows + ["OOD"] * rows
     model.eval()
     with torch.no_grad():
-        out = model(images, generator=torch.Generator().manual_seed(0))
+        out = model(images, generator=torch.Generator().manual_seed(0), iters=iters)
     n, k = out.masks.shape[:2]
     segmentation = PALETTE[out.masks.argmax(dim=1) % len(PALETTE)]  # (n, H, W, 3)
     # Each slot's image where its mask is, white elsewhere.
@@ -272,6 +303,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=defaults.slot_init,
         help="initial slot features: learned per slot, or sampled from a learned Gaussian",
     )
+    p.add_argument(
+        "--eval-iters",
+        type=int,
+        default=defaults.eval_iters,
+        help=f"attention rounds when testing (default: {defaults.eval_iters}; training uses "
+        f"{defaults.iters})",
+    )
+    p.add_argument(
+        "--augment",
+        action=argparse.BooleanOptionalAction,
+        default=defaults.augment,
+        help="flip training batches top to bottom and permute their colour channels at random",
+    )
     p.add_argument("--png", metavar="PATH", default=None, help="write the mask picture to PATH")
     return p.parse_args(argv)
 
@@ -279,14 +323,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def config_from_args(args: argparse.Namespace) -> Config:
     base = SMOKE if args.smoke else Config()
     cfg = replace(
-        base, model=args.model, seed=args.seed, threads=args.threads, slot_init=args.slot_init
+        base,
+        model=args.model,
+        seed=args.seed,
+        threads=args.threads,
+        slot_init=args.slot_init,
+        augment=args.augment,
+        eval_iters=args.eval_iters,
     )
     if args.steps is not None:
         cfg = replace(cfg, steps=args.steps, warmup_steps=min(cfg.warmup_steps, args.steps))
     if args.train_images is not None:
         cfg = replace(cfg, train_images=args.train_images)
-    if cfg.steps < 1 or cfg.train_images < 1 or cfg.threads < 1:
-        raise SystemExit("--steps, --train-images and --threads must be >= 1")
+    if cfg.steps < 1 or cfg.train_images < 1 or cfg.threads < 1 or cfg.eval_iters < 1:
+        raise SystemExit("--steps, --train-images, --threads and --eval-iters must be >= 1")
     return cfg
 
 
@@ -318,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
         print("warning: the training loss is not finite")
     if args.png:
         _, tests = make_data(cfg)
-        save_picture(args.png, holder["model"], tests)
+        save_picture(args.png, holder["model"], tests, iters=cfg.eval_iters)
         print(f"picture written to {args.png}")
     return finish(results, args.json)
 

@@ -29,7 +29,13 @@ from geolayers.slots.frames import (
     sample_pose,
 )
 from geolayers.slots.invariant import InvariantSlotAttention
-from geolayers.slots.training import TrainingLog, predict, train_slot_autoencoder, warmup_cosine
+from geolayers.slots.training import (
+    TrainingLog,
+    flip_rows_and_permute_channels,
+    predict,
+    train_slot_autoencoder,
+    warmup_cosine,
+)
 
 __all__ = [
     "KINDS",
@@ -44,6 +50,7 @@ __all__ = [
     "SlotPose",
     "SpatialBroadcastDecoder",
     "TrainingLog",
+    "flip_rows_and_permute_channels",
     "frame_map",
     "pose_from_attention",
     "position_grid",

@@ -217,6 +217,7 @@ class SlotAttention(nn.Module):
         slots: Tensor | None = None,
         *,
         generator: torch.Generator | None = None,
+        iters: int | None = None,
     ) -> SlotAttentionOutput:
         """Run the rounds of attention.
 
@@ -225,7 +226,11 @@ class SlotAttention(nn.Module):
                 :class:`~geolayers.slots.CNNEncoder`).
             slots: ``(B, K, D)`` initial slots. (default: from the initialisation)
             generator: random source of sampled initial slots. (default: torch's global one)
+            iters: rounds for this call, e.g. more at test time than in training (slot
+                attention trained with 3 rounds keeps refining its slots with more; Locatello
+                et al. 2020). (default: ``self.iters``)
         """
+        rounds = self.iters if iters is None else check_positive_int("iters", iters)
         batch, _ = check_inputs(inputs, self.in_dim, slots, self.num_slots, self.dim)
         init = self.slot_init(batch, generator) if slots is None else slots
         x = self.norm_inputs(inputs)
@@ -234,12 +239,12 @@ class SlotAttention(nn.Module):
         attn = inputs.new_empty(0)
         if self.implicit_grad:
             with torch.no_grad():
-                for _ in range(self.iters - 1):
+                for _ in range(rounds - 1):
                     slots, _ = self._round(slots, k, v)
             slots = straight_through(slots, init)
             slots, attn = self._round(slots, k, v)
         else:
-            for _ in range(self.iters):
+            for _ in range(rounds):
                 slots, attn = self._round(slots, k, v)
         return SlotAttentionOutput(slots, attn, None)
 

@@ -181,6 +181,7 @@ class SlotAutoencoder(nn.Module):
         pose: SlotPose | None = None,
         *,
         generator: torch.Generator | None = None,
+        iters: int | None = None,
     ) -> AutoencoderOutput:
         """Encode, group into slots, decode.
 
@@ -189,6 +190,7 @@ class SlotAutoencoder(nn.Module):
             slots: ``(B, K, D)`` initial slot features. (default: the attention's own)
             pose: initial poses (ISA only). (default: sampled)
             generator: random source of the initialisation. (default: torch's global one)
+            iters: attention rounds for this call. (default: the attention's ``iters``)
         """
         if isinstance(images, Tensor) and images.dim() == 4:
             expected = tuple(self.decoder.resolution)
@@ -201,11 +203,11 @@ class SlotAutoencoder(nn.Module):
             raise ValueError(f"images must be a tensor (B, C, H, W), got {describe(images)}")
         tokens, grid = self.encoder(images)
         if self.invariant:
-            out = self.slot_attention(tokens, grid, slots, pose, generator=generator)
+            out = self.slot_attention(tokens, grid, slots, pose, generator=generator, iters=iters)
         else:
             if pose is not None:
                 raise ValueError("pose is only accepted by invariant slot attention models")
-            out = self.slot_attention(tokens, slots, generator=generator)
+            out = self.slot_attention(tokens, slots, generator=generator, iters=iters)
         dec = self.decoder(out.slots, out.pose)
         return AutoencoderOutput(dec.recon, dec.masks, dec.rgb, out.slots, out.attn, out.pose)
 

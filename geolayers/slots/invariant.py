@@ -327,6 +327,7 @@ class InvariantSlotAttention(nn.Module):
         pose: SlotPose | None = None,
         *,
         generator: torch.Generator | None = None,
+        iters: int | None = None,
     ) -> SlotAttentionOutput:
         """Run the rounds of attention.
 
@@ -338,7 +339,10 @@ class InvariantSlotAttention(nn.Module):
             pose: initial :class:`~geolayers.slots.SlotPose`. (default: sampled)
             generator: random source of sampled initial poses and features. (default:
                 torch's global one)
+            iters: feature rounds for this call (see :class:`~geolayers.slots.SlotAttention`).
+                (default: ``self.iters``)
         """
+        rounds = self.iters if iters is None else check_positive_int("iters", iters)
         batch, num_tokens = check_inputs(inputs, self.in_dim, slots, self.num_slots, self.dim)
         check_grid(grid, batch, num_tokens, inputs)
         if pose is None:
@@ -354,12 +358,12 @@ class InvariantSlotAttention(nn.Module):
         slots = init
         if self.implicit_grad:
             with torch.no_grad():
-                for _ in range(self.iters - 1):
+                for _ in range(rounds - 1):
                     slots, pose = self._round(slots, pose, terms, grid, consts)
             slots, pose = straight_through(slots, init), pose.detach()
             slots, pose = self._round(slots, pose, terms, grid, consts)
         else:
-            for _ in range(self.iters):
+            for _ in range(rounds):
                 slots, pose = self._round(slots, pose, terms, grid, consts)
         # The pose round reads the keys only.
         keys = _TokenTerms(*(t[:, :, :1] for t in terms))

@@ -1,6 +1,7 @@
 import json
 
 import pytest
+import torch
 
 
 def test_smoke_run_prints_table_writes_json_and_picture(tmp_path, run_example):
@@ -74,3 +75,30 @@ def test_slot_init_flag_reaches_the_model(load_example):
     # Learned initial features: one row per slot; sampled: a Gaussian shared by the slots.
     assert learned.slot_attention.slot_init.mu.shape[-2] == 4
     assert sampled.slot_attention.slot_init.mu.shape[-2] == 1
+
+
+def test_augment_flag_reaches_the_training(load_example):
+    example = load_example("object_discovery")
+    cfg = example.config_from_args(example.parse_args(["--smoke", "--no-progress"]))
+    assert cfg.augment  # the default
+    plain = example.config_from_args(
+        example.parse_args(["--smoke", "--no-augment", "--no-progress"])
+    )
+    assert not plain.augment
+    threads = torch.get_num_threads()
+    try:
+        augmented = example.train_and_evaluate(cfg, progress=False)[0].state_dict()
+        as_is = example.train_and_evaluate(plain, progress=False)[0].state_dict()
+    finally:
+        torch.set_num_threads(threads)
+    # Same seed and settings otherwise: the augmentation (which also draws from the batch
+    # generator) changes what the model learns.
+    assert any(not torch.equal(augmented[k], as_is[k]) for k in as_is)
+
+
+def test_eval_iters_flag_sets_the_test_rounds(load_example):
+    example = load_example("object_discovery")
+    cfg = example.config_from_args(example.parse_args(["--smoke", "--eval-iters", "7"]))
+    assert (cfg.iters, cfg.eval_iters) == (3, 7)
+    with pytest.raises(SystemExit, match="--eval-iters"):
+        example.config_from_args(example.parse_args(["--eval-iters", "0"]))

@@ -85,3 +85,23 @@ def test_repr_names_the_parts():
     assert text.startswith("SlotAutoencoder(CNNEncoder(3 -> [32, 32, 32, 32] -> 64")
     assert "InvariantSlotAttention(64 -> 4 slots x 64, mode='T'" in text
     assert "SpatialBroadcastDecoder(64 -> 3 x 35 x 35" in text
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+@pytest.mark.parametrize("implicit_grad", [False, True])
+def test_iters_of_a_call_equal_a_model_built_with_that_many(kind, implicit_grad):
+    torch.manual_seed(0)
+    kw = dict(decoder_hidden_dim=8, implicit_grad=implicit_grad, **SMALL)
+    three = SlotAutoencoder.build(kind, (9, 11), iters=3, **kw).double()
+    five = SlotAutoencoder.build(kind, (9, 11), iters=5, **kw).double()
+    five.load_state_dict(three.state_dict())
+    images = torch.rand(2, 3, 9, 11, dtype=torch.float64)
+    ran = three(images, generator=torch.Generator().manual_seed(1), iters=5)
+    built = five(images, generator=torch.Generator().manual_seed(1))
+    default = three(images, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(ran.recon, built.recon, atol=1e-12, rtol=0)
+    torch.testing.assert_close(ran.slots, built.slots, atol=1e-12, rtol=0)
+    assert not torch.allclose(ran.slots, default.slots)  # the rounds did change the slots
+    assert three.slot_attention.iters == 3  # a call's rounds leave the module's setting
+    with pytest.raises(ValueError, match="iters must be >= 1"):
+        three(images, iters=0)

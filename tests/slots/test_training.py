@@ -3,7 +3,14 @@ import math
 import pytest
 import torch
 
-from geolayers.slots import SlotAutoencoder, predict, train_slot_autoencoder, warmup_cosine
+from geolayers.datasets.multi_object import POSE_SPLITS, make_multi_object_scenes
+from geolayers.slots import (
+    SlotAutoencoder,
+    flip_rows_and_permute_channels,
+    predict,
+    train_slot_autoencoder,
+    warmup_cosine,
+)
 
 SMALL = {"num_slots": 2, "slot_dim": 8, "encoder_channels": (4,), "encoder_kernel_size": 3}
 
@@ -45,6 +52,12 @@ def test_training_reduces_the_loss_and_is_reproducible(kind):
     masks, recon = predict(model, images, batch_size=3)
     assert masks.shape == (8, 2, 6, 6) and recon.shape == (8, 3, 6, 6)
     assert model.training  # predict restores the mode it found
+    more, _ = predict(model, images, batch_size=8, iters=5)
+    model.eval()
+    with torch.no_grad():
+        direct = model(images, generator=torch.Generator().manual_seed(0), iters=5).masks
+    torch.testing.assert_close(more, direct)
+    assert not torch.allclose(more, masks)
 
 
 def test_bad_arguments_are_named():
@@ -57,3 +70,47 @@ def test_bad_arguments_are_named():
         train_slot_autoencoder(model, torch.rand(2, 3, 6, 6), steps=1, batch_size=2.0)
     with pytest.raises(ValueError, match="images must hold at least one image"):
         predict(model, torch.rand(0, 3, 6, 6))
+
+
+def test_flip_and_permutation_cover_all_twelve_maps_and_nothing_else():
+    x = torch.rand(1, 3, 4, 5, dtype=torch.float64).expand(600, -1, -1, -1)
+    y = flip_rows_and_permute_channels(x, torch.Generator().manual_seed(0))
+    assert y.shape == x.shape and y.dtype == torch.float64
+    seen = set()
+    for image in y:
+        for flipped in (False, True):
+            source = x[0].flip(-2) if flipped else x[0]
+            for order in ((0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)):
+                if torch.equal(image, source[list(order)]):
+                    seen.add((flipped, order))
+    assert len(seen) == 12  # every map occurs, and each output matched one of them
+    again = flip_rows_and_permute_channels(x, torch.Generator().manual_seed(0))
+    assert torch.equal(again, y)
+
+
+def test_flip_and_permutation_keep_the_training_split_in_distribution():
+    # Flipped top to bottom, the objects keep their horizontal position and their size: the
+    # foreground of every column and the foreground area do not change.
+    scenes = make_multi_object_scenes(16, seed=3, **POSE_SPLITS["train"])
+    y = flip_rows_and_permute_channels(scenes.images, torch.Generator().manual_seed(1))
+    fg_x, fg_y = scenes.images.amax(dim=1) > 0, y.amax(dim=1) > 0
+    assert torch.equal(fg_x.sum(dim=1), fg_y.sum(dim=1))
+    # Permuting channels keeps every pixel's largest channel (the colours' HSV value).
+    brightest_x, brightest_y = scenes.images.amax(dim=1), y.amax(dim=1)
+    assert torch.equal(brightest_x.flatten(1).sort().values, brightest_y.flatten(1).sort().values)
+
+
+def test_training_applies_the_augmentation_to_every_batch():
+    calls = []
+
+    def augment(batch, gen):
+        calls.append(batch.shape)
+        return flip_rows_and_permute_channels(batch, gen)
+
+    model = SlotAutoencoder.build("sa", (6, 6), decoder_hidden_dim=8, **SMALL)
+    train_slot_autoencoder(
+        model, torch.rand(8, 3, 6, 6), steps=3, batch_size=4, augment=augment, progress=False
+    )
+    assert calls == [torch.Size([4, 3, 6, 6])] * 3
+    with pytest.raises(ValueError, match="3 colour channels"):
+        flip_rows_and_permute_channels(torch.rand(2, 1, 6, 6))
